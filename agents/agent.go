@@ -1,0 +1,215 @@
+// Package agents owns the agent record and its states, the store, the
+// supervisor (queue, concurrency limit, timeouts, cancel, shim, re-adoption)
+// and the event bus. Providers that turn a task into a command line and a
+// command's output into events live in agents/providers.
+package agents
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bgagents/bgagents/agents/providers"
+)
+
+// State is an agent's lifecycle state. The strings are the wire and store
+// values; never renumber or rename them.
+type State string
+
+// The states an agent moves through. See Transition for the allowed moves.
+const (
+	StateQueued       State = "queued"
+	StateProvisioning State = "provisioning"
+	StateRunning      State = "running"
+	StateNeedsInput   State = "needs_input"
+	StateSucceeded    State = "succeeded"
+	StateFailed       State = "failed"
+	StateCancelled    State = "cancelled"
+	StateMerged       State = "merged"
+	StateDiscarded    State = "discarded"
+	StateLost         State = "lost"
+)
+
+// AllStates lists every state in lifecycle order.
+var AllStates = []State{
+	StateQueued, StateProvisioning, StateRunning, StateNeedsInput,
+	StateSucceeded, StateFailed, StateCancelled, StateMerged, StateDiscarded, StateLost,
+}
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	for _, k := range AllStates {
+		if s == k {
+			return true
+		}
+	}
+	return false
+}
+
+// Live reports whether an agent in this state still has (or will have) a
+// process: queued, provisioning, running or needs_input.
+func (s State) Live() bool {
+	switch s {
+	case StateQueued, StateProvisioning, StateRunning, StateNeedsInput:
+		return true
+	}
+	return false
+}
+
+// Final reports whether the agent's process has ended (the run is over).
+func (s State) Final() bool { return !s.Live() }
+
+// Landed reports whether the agent's worktree and branch have been merged
+// or thrown away: nothing of it is left but the record.
+func (s State) Landed() bool { return s == StateMerged || s == StateDiscarded }
+
+// transitions lists the allowed moves. Every transition goes through
+// CheckTransition.
+var transitions = map[State][]State{
+	StateQueued:       {StateProvisioning, StateCancelled, StateFailed, StateDiscarded},
+	StateProvisioning: {StateRunning, StateFailed, StateCancelled, StateLost},
+	StateRunning:      {StateNeedsInput, StateSucceeded, StateFailed, StateCancelled, StateLost},
+	StateNeedsInput:   {StateRunning, StateSucceeded, StateFailed, StateCancelled, StateMerged, StateDiscarded},
+	StateSucceeded:    {StateMerged, StateDiscarded, StateRunning},
+	StateFailed:       {StateMerged, StateDiscarded, StateRunning},
+	StateCancelled:    {StateMerged, StateDiscarded},
+	StateLost:         {StateMerged, StateDiscarded},
+	StateMerged:       {},
+	StateDiscarded:    {},
+}
+
+// CheckTransition returns an error unless moving from one state to another
+// is allowed.
+func CheckTransition(from, to State) error {
+	for _, s := range transitions[from] {
+		if s == to {
+			return nil
+		}
+	}
+	return fmt.Errorf("agent state cannot change from %s to %s", from, to)
+}
+
+// Usage is what a run consumed (see providers.Usage).
+type Usage = providers.Usage
+
+// Event is one normalised thing an agent did (see providers.Event).
+type Event = providers.Event
+
+// DiffStat summarises an agent's branch against its base commit.
+type DiffStat struct {
+	Commits   int `json:"commits"`
+	Files     int `json:"files"`
+	Additions int `json:"additions"`
+	Deletions int `json:"deletions"`
+}
+
+// Context is editor context attached to a task: a file, a range and the
+// selected text or diagnostic message.
+type Context struct {
+	File       string `json:"file,omitempty"`
+	StartLine  int    `json:"startLine,omitempty"`
+	EndLine    int    `json:"endLine,omitempty"`
+	Text       string `json:"text,omitempty"`
+	Diagnostic string `json:"diagnostic,omitempty"`
+}
+
+// Agent is the record of one agent: what it was asked, where it runs and how
+// it ended. It is the full snapshot sent in bgagents/agentChanged and printed
+// by `--json`.
+type Agent struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Task       string     `json:"task"`
+	Context    *Context   `json:"context,omitempty"`
+	Agent      string     `json:"agent"`
+	Provider   string     `json:"provider,omitempty"`
+	Model      string     `json:"model"`
+	Repo       string     `json:"repo"`
+	Worktree   string     `json:"worktree"`
+	Branch     string     `json:"branch"`
+	Base       string     `json:"base"`
+	BaseCommit string     `json:"baseCommit"`
+	State      State      `json:"state"`
+	ExitCode   *int       `json:"exitCode"`
+	Error      string     `json:"error"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	StartedAt  *time.Time `json:"startedAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
+	Result     string     `json:"result"`
+	Usage      Usage      `json:"usage"`
+	Diff       DiffStat   `json:"diff"`
+	Timeout    Duration   `json:"timeout,omitempty"`
+	// Cleaned is set when the worktree and branch were removed because
+	// the agent changed nothing.
+	Cleaned bool `json:"cleaned,omitempty"`
+	// Head is the branch's commit when the run ended (or when merged).
+	Head string `json:"head,omitempty"`
+	// ShimPID is the supervising shim's process id while the agent runs.
+	ShimPID int `json:"shimPid,omitempty"`
+	// UpdatedAt changes on every write of the record.
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Clone returns a deep copy of a.
+func (a *Agent) Clone() *Agent {
+	if a == nil {
+		return nil
+	}
+	c := *a
+	if a.Context != nil {
+		ctx := *a.Context
+		c.Context = &ctx
+	}
+	if a.ExitCode != nil {
+		v := *a.ExitCode
+		c.ExitCode = &v
+	}
+	if a.StartedAt != nil {
+		v := *a.StartedAt
+		c.StartedAt = &v
+	}
+	if a.FinishedAt != nil {
+		v := *a.FinishedAt
+		c.FinishedAt = &v
+	}
+	return &c
+}
+
+// Duration is a time.Duration that travels as a Go duration string ("90s").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(fmt.Sprintf("%q", time.Duration(d).String())), nil
+}
+
+// UnmarshalJSON reads a duration string ("90s", "15m") or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if _, err := fmt.Sscanf(string(b), "%q", &s); err != nil {
+			return fmt.Errorf("duration must be a string like \"15m\": %w", err)
+		}
+		if s == "" {
+			*d = 0
+			return nil
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		if v < 0 {
+			return fmt.Errorf("duration %q is negative", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if _, err := fmt.Sscanf(string(b), "%g", &secs); err != nil {
+		return fmt.Errorf("duration must be a string like \"15m\" or a number of seconds")
+	}
+	if secs < 0 {
+		return fmt.Errorf("duration %v is negative", secs)
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}

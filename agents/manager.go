@@ -1,0 +1,1014 @@
+package agents
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+
+	"github.com/bgagents/bgagents/agents/providers"
+	"github.com/bgagents/bgagents/internal/config"
+	"github.com/bgagents/bgagents/worktree"
+)
+
+// Options configures a Manager.
+type Options struct {
+	// Home is the daemon's state directory: the store and one directory
+	// per agent live below it.
+	Home string
+	// Shim is the command that runs the shim; "shim" and the agent's state
+	// directory are appended. Usually the bgagents binary itself.
+	Shim []string
+	// Grace is how long a cancelled agent has between SIGTERM and SIGKILL.
+	Grace time.Duration
+	// Logger receives the daemon's log; nil means no logging.
+	Logger *zap.Logger
+}
+
+// SpawnRequest is what a client asks for.
+type SpawnRequest struct {
+	Task    string
+	Name    string
+	Agent   string
+	Model   string
+	Repo    string
+	Base    string
+	Timeout time.Duration
+	Context *Context
+}
+
+// Manager supervises every agent of every repository: it owns the store,
+// the queue, the shims and the event bus.
+type Manager struct {
+	opts    Options
+	log     *zap.Logger
+	store   *Store
+	bus     *Bus
+	watcher *fsnotify.Watcher
+	ctx     context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+
+	// guards runs, repos, reserved and agentLocks
+	mu         sync.Mutex
+	runs       map[string]*run
+	repos      map[string]*repoState
+	reserved   map[string]bool // repo+"\x00"+name being created
+	agentLocks map[string]*sync.Mutex
+
+	// guards every agent's event log: appends and the publishing of the
+	// appended events happen under it, so a follower that reads the log and
+	// subscribes under it sees every event exactly once.
+	evMu sync.Mutex
+}
+
+// repoState is what the manager keeps per repository.
+type repoState struct {
+	git    sync.Mutex // serialises git calls that take the repository's locks
+	active int        // provisioning or running agents (guarded by Manager.mu)
+}
+
+// run is one agent process under supervision.
+type run struct {
+	id     string
+	repo   string
+	dir    string
+	parser providers.Parser
+	wake   chan struct{}
+	done   chan struct{} // closed when the run has been finalised
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// guarded by Manager.mu
+	cancelRequested bool
+	shimPID         int
+	cmd             *exec.Cmd
+
+	// tail state, used only by the run's tail goroutine
+	log     *eventLog
+	partial [2][]byte
+	lastOut string
+	lastErr string
+	result  string
+	usage   providers.Usage
+}
+
+// NewManager opens the store under opts.Home. Call Start to re-adopt agents
+// and begin scheduling.
+func NewManager(ctx context.Context, opts Options) (*Manager, error) {
+	if opts.Home == "" {
+		return nil, errors.New("manager: no home directory")
+	}
+	if len(opts.Shim) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("manager: find own executable for the shim: %w", err)
+		}
+		opts.Shim = []string{exe}
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	if err := os.MkdirAll(filepath.Join(opts.Home, "agents"), 0o700); err != nil {
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	store, err := OpenStore(ctx, filepath.Join(opts.Home, "bgagents.db"))
+	if err != nil {
+		return nil, err
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("manager: watch output files: %w", err)
+	}
+	mctx, stop := context.WithCancel(context.Background())
+	m := &Manager{
+		opts: opts, log: opts.Logger, store: store, bus: NewBus(), watcher: w,
+		ctx: mctx, stop: stop,
+		runs: map[string]*run{}, repos: map[string]*repoState{}, reserved: map[string]bool{},
+		agentLocks: map[string]*sync.Mutex{},
+	}
+	m.wg.Add(1)
+	go m.dispatchWatch()
+	return m, nil
+}
+
+// Bus returns the manager's event bus.
+func (m *Manager) Bus() *Bus { return m.bus }
+
+// Store returns the manager's store.
+func (m *Manager) Store() *Store { return m.store }
+
+// Close stops supervising. Agents keep running; a new manager re-adopts them.
+func (m *Manager) Close() error {
+	m.stop()
+	m.watcher.Close()
+	m.wg.Wait()
+	m.mu.Lock()
+	runs := make([]*run, 0, len(m.runs))
+	for _, r := range m.runs {
+		runs = append(runs, r)
+	}
+	m.mu.Unlock()
+	m.evMu.Lock()
+	for _, r := range runs {
+		if r.log != nil {
+			_ = r.log.close()
+			r.log = nil
+		}
+	}
+	m.evMu.Unlock()
+	return m.store.Close()
+}
+
+func (m *Manager) agentDir(id string) string { return filepath.Join(m.opts.Home, "agents", id) }
+
+func (m *Manager) repo(path string) *repoState {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.repoLocked(path)
+}
+
+func (m *Manager) repoLocked(path string) *repoState {
+	r := m.repos[path]
+	if r == nil {
+		r = &repoState{}
+		m.repos[path] = r
+	}
+	return r
+}
+
+// lockAgent serialises operations (merge, discard, finalise) on one agent.
+func (m *Manager) lockAgent(id string) func() {
+	m.mu.Lock()
+	l := m.agentLocks[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		m.agentLocks[id] = l
+	}
+	m.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+func newID() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// Start re-adopts the agents a previous daemon left and starts queued ones.
+// Loading the store has no side effects; this is the explicit step.
+func (m *Manager) Start(ctx context.Context) error {
+	live, err := m.store.List(ctx, "", []State{StateQueued, StateProvisioning, StateRunning})
+	if err != nil {
+		return err
+	}
+	repos := map[string]bool{}
+	for _, a := range live {
+		repos[a.Repo] = true
+		switch a.State {
+		case StateProvisioning:
+			m.reprovision(ctx, a)
+		case StateRunning:
+			m.adopt(ctx, a)
+		}
+	}
+	for repo := range repos {
+		m.schedule(repo)
+	}
+	return nil
+}
+
+// reprovision puts an agent whose worktree was being prepared when the
+// daemon died back in the queue, removing what was half made.
+func (m *Manager) reprovision(ctx context.Context, a *Agent) {
+	dir := m.agentDir(a.ID)
+	if pid := readPID(filepath.Join(dir, agentPID)); pid > 0 && a.ShimPID > 0 && pidAlive(a.ShimPID) && isShimFor(a.ShimPID, dir) {
+		// The shim had started: it is a running agent.
+		m.adopt(ctx, a)
+		return
+	}
+	rs := m.repo(a.Repo)
+	rs.git.Lock()
+	if a.Worktree != "" {
+		_ = worktree.Remove(ctx, a.Repo, a.Worktree, true)
+	}
+	if a.Branch != "" {
+		_ = worktree.DeleteBranch(ctx, a.Repo, a.Branch, true)
+	}
+	rs.git.Unlock()
+	_, _ = m.transition(ctx, a.ID, StateQueued, "daemon restarted while preparing the worktree", nil)
+}
+
+// adopt takes over supervising an agent whose shim a previous daemon
+// started.
+func (m *Manager) adopt(ctx context.Context, a *Agent) {
+	dir := m.agentDir(a.ID)
+	r := m.newRun(a)
+	m.mu.Lock()
+	m.runs[a.ID] = r
+	m.repoLocked(a.Repo).active++
+	r.shimPID = a.ShimPID
+	m.mu.Unlock()
+	if a.ShimPID > 0 && pidAlive(a.ShimPID) && isShimFor(a.ShimPID, dir) {
+		m.log.Info("re-adopted agent", zap.String("id", a.ID), zap.Int("shim", a.ShimPID))
+		m.supervise(r, a.ShimPID)
+		return
+	}
+	// The shim is gone: finalise from its status file, or as lost.
+	m.supervise(r, 0)
+}
+
+func (m *Manager) newRun(a *Agent) *run {
+	ctx, cancel := context.WithCancel(m.ctx)
+	p, err := providers.Get(a.Provider)
+	if err != nil {
+		p, _ = providers.Get("command")
+	}
+	return &run{
+		id: a.ID, repo: a.Repo, dir: m.agentDir(a.ID), parser: p.NewParser(),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+	}
+}
+
+// Spawn validates a request, records the agent as queued and schedules it.
+// It returns at once; the worktree is prepared in the background.
+func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
+	task := strings.TrimSpace(req.Task)
+	if task == "" {
+		return nil, Errorf(ErrInvalid, "task is empty: say what the agent should do")
+	}
+	if req.Repo == "" {
+		return nil, Errorf(ErrInvalid, "repo is empty: give the path of a git repository")
+	}
+	if !filepath.IsAbs(req.Repo) {
+		return nil, Errorf(ErrInvalid, "repo %q must be an absolute path", req.Repo)
+	}
+	repo, err := worktree.RepoRoot(ctx, req.Repo)
+	if err != nil {
+		return nil, Errorf(ErrNotRepo, "%s is not inside a git repository: %w", req.Repo, err)
+	}
+	cfg, err := config.Load(repo)
+	if err != nil {
+		return nil, Errorf(ErrConfig, "%w", err)
+	}
+	agentName := req.Agent
+	if agentName == "" {
+		agentName = cfg.DefaultAgent()
+	}
+	spec, err := cfg.Spec(agentName)
+	if err != nil {
+		return nil, Errorf(ErrInvalid, "%w", err)
+	}
+	prov, err := providers.Get(spec.Provider)
+	if err != nil {
+		return nil, Errorf(ErrConfig, "%w", err)
+	}
+	model := req.Model
+	if model == "" {
+		model = spec.Model
+	}
+	if model == "" {
+		model = cfg.Defaults.Model
+	}
+	// A missing CLI fails the spawn now, not later in the background.
+	if _, _, err := prov.Command(spec, providers.Task{Prompt: task, Worktree: repo, Model: model}); err != nil {
+		if errors.Is(err, providers.ErrNotInstalled) {
+			return nil, Errorf(ErrUnavailable, "agent %q cannot run: %w", agentName, err)
+		}
+		return nil, Errorf(ErrConfig, "agent %q: %w", agentName, err)
+	}
+	base := req.Base
+	if base == "" {
+		base = cfg.Defaults.Base
+	}
+	if base == "" {
+		if base, err = worktree.CurrentBranch(ctx, repo); err != nil {
+			return nil, Errorf(ErrInvalid, "%w", err)
+		}
+	}
+	if strings.HasPrefix(base, "-") {
+		return nil, Errorf(ErrInvalid, "base %q must not start with '-'", base)
+	}
+	baseCommit, err := worktree.ResolveCommit(ctx, repo, base)
+	if err != nil {
+		return nil, Errorf(ErrInvalid, "base %q: %w", base, err)
+	}
+	timeout := req.Timeout
+	if timeout == 0 {
+		timeout = time.Duration(cfg.Defaults.Timeout)
+	}
+	if timeout < 0 {
+		return nil, Errorf(ErrInvalid, "timeout must not be negative")
+	}
+	stem := req.Name
+	if stem != "" {
+		if err := validAgentName(stem); err != nil {
+			return nil, Errorf(ErrInvalid, "%w", err)
+		}
+	} else {
+		stem = worktree.Slugify(task, 40)
+	}
+	wtDir := cfg.WorktreeDir(repo)
+
+	m.mu.Lock()
+	name, err := m.uniqueNameLocked(ctx, repo, stem, wtDir, req.Name != "")
+	if err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	key := repo + "\x00" + name
+	m.reserved[key] = true
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.reserved, key)
+		m.mu.Unlock()
+	}()
+
+	now := time.Now().UTC()
+	a := &Agent{
+		ID: newID(), Name: name, Task: task, Context: req.Context,
+		Agent: agentName, Provider: spec.Provider, Model: model,
+		Repo: repo, Worktree: filepath.Join(wtDir, name), Branch: "bgagents/" + name,
+		Base: base, BaseCommit: baseCommit, State: StateQueued,
+		CreatedAt: now, UpdatedAt: now, Timeout: Duration(timeout),
+	}
+	if err := os.MkdirAll(m.agentDir(a.ID), 0o700); err != nil {
+		return nil, fmt.Errorf("spawn: state directory: %w", err)
+	}
+	if err := m.store.PutTransition(ctx, a, "", "spawned"); err != nil {
+		return nil, err
+	}
+	m.publishAgent(a)
+	m.log.Info("spawned", zap.String("id", a.ID), zap.String("name", name), zap.String("repo", repo))
+	m.schedule(repo)
+	return a.Clone(), nil
+}
+
+func validAgentName(name string) error {
+	if len(name) > 64 {
+		return fmt.Errorf("name %q is longer than 64 characters", name)
+	}
+	if worktree.Slugify(name, 64) != name {
+		return fmt.Errorf("name %q may only contain lower-case letters, digits and single '-' between them (try %q)", name, worktree.Slugify(name, 64))
+	}
+	return nil
+}
+
+// uniqueNameLocked picks stem, or stem-2, stem-3 …, unused in the store, by
+// a spawn in flight, as a branch and as a directory. Exact names (--name)
+// must be free as given.
+func (m *Manager) uniqueNameLocked(ctx context.Context, repo, stem, wtDir string, exact bool) (string, error) {
+	for i := 1; i < 1000; i++ {
+		name := stem
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", stem, i)
+		}
+		free, err := m.nameFreeLocked(ctx, repo, name, wtDir)
+		if err != nil {
+			return "", err
+		}
+		if free {
+			return name, nil
+		}
+		if exact {
+			return "", Errorf(ErrInvalid, "the name %q is already used by an agent, a branch bgagents/%s or the directory %s; choose another --name", name, name, filepath.Join(wtDir, name))
+		}
+	}
+	return "", Errorf(ErrInvalid, "no free name for %q", stem)
+}
+
+func (m *Manager) nameFreeLocked(ctx context.Context, repo, name, wtDir string) (bool, error) {
+	if m.reserved[repo+"\x00"+name] {
+		return false, nil
+	}
+	taken, err := m.store.NameTaken(ctx, repo, name)
+	if err != nil || taken {
+		return false, err
+	}
+	exists, err := worktree.BranchExists(ctx, repo, "bgagents/"+name)
+	if err != nil || exists {
+		return false, err
+	}
+	if _, err := os.Lstat(filepath.Join(wtDir, name)); err == nil {
+		return false, nil
+	}
+	return true, nil
+}
+
+// schedule starts queued agents of repo, oldest first, while the
+// repository is under its concurrency limit.
+func (m *Manager) schedule(repo string) {
+	if m.ctx.Err() != nil {
+		return
+	}
+	limit := config.DefaultMaxConcurrent
+	if cfg, err := config.Load(repo); err == nil {
+		limit = cfg.MaxConcurrent()
+	}
+	queued, err := m.store.List(m.ctx, repo, []State{StateQueued})
+	if err != nil {
+		m.log.Error("schedule", zap.Error(err))
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rs := m.repoLocked(repo)
+	for i := len(queued) - 1; i >= 0 && rs.active < limit; i-- {
+		a := queued[i]
+		if m.runs[a.ID] != nil {
+			continue
+		}
+		r := m.newRun(a)
+		m.runs[a.ID] = r
+		rs.active++
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.provision(r)
+		}()
+	}
+}
+
+// provision prepares the worktree and starts the shim.
+func (m *Manager) provision(r *run) {
+	ctx := r.ctx
+	a, err := m.transition(ctx, r.id, StateProvisioning, "worktree being prepared", nil)
+	if err != nil {
+		// Cancelled (or discarded) while queued.
+		m.endRun(r)
+		return
+	}
+	fail := func(stage string, err error) {
+		m.log.Warn("provisioning failed", zap.String("id", r.id), zap.String("stage", stage), zap.Error(err))
+		m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: stage + " failed", Done: true, Failed: true}})
+		m.releaseWorktree(context.WithoutCancel(ctx), a)
+		state, msg := StateFailed, fmt.Sprintf("%s: %v", stage, err)
+		if m.cancelRequested(r) {
+			state, msg = StateCancelled, "cancelled while the worktree was being prepared"
+		}
+		_, _ = m.transition(context.WithoutCancel(ctx), r.id, state, msg, func(a *Agent) {
+			a.Error = msg
+			now := time.Now().UTC()
+			a.FinishedAt = &now
+		})
+		m.endRun(r)
+	}
+	progress := func(msg string) {
+		m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: msg}})
+	}
+	progress("creating worktree " + a.Worktree)
+	if err := os.MkdirAll(filepath.Dir(a.Worktree), 0o755); err != nil {
+		fail("create worktree directory", err)
+		return
+	}
+	rs := m.repo(a.Repo)
+	rs.git.Lock()
+	err = worktree.Create(ctx, a.Repo, a.Worktree, a.Branch, a.BaseCommit)
+	rs.git.Unlock()
+	if err != nil {
+		fail("create worktree", err)
+		return
+	}
+	if m.cancelRequested(r) {
+		fail("start", context.Canceled)
+		return
+	}
+	cfg, err := config.Load(a.Repo)
+	if err != nil {
+		fail("load config", err)
+		return
+	}
+	spec, err := cfg.Spec(a.Agent)
+	if err != nil {
+		fail("agent", err)
+		return
+	}
+	prov, err := providers.Get(spec.Provider)
+	if err != nil {
+		fail("agent", err)
+		return
+	}
+	task := providers.Task{ID: a.ID, Prompt: promptFor(a), Worktree: a.Worktree, Branch: a.Branch, Base: a.Base, Model: a.Model}
+	argv, env, err := prov.Command(spec, task)
+	if err != nil {
+		fail("agent command", err)
+		return
+	}
+	progress("starting " + a.Agent)
+	spec2 := RunSpec{
+		Argv: argv, Dir: a.Worktree, Timeout: time.Duration(a.Timeout), Grace: m.opts.Grace, Run: 1,
+		Env: append(agentEnv(a), env...),
+	}
+	if err := writeJSONAtomic(filepath.Join(r.dir, specFile), spec2); err != nil {
+		fail("write run spec", err)
+		return
+	}
+	_ = os.Remove(filepath.Join(r.dir, statusFile))
+	shimArgs := append(append([]string{}, m.opts.Shim[1:]...), "shim", r.dir)
+	cmd := exec.Command(m.opts.Shim[0], shimArgs...)
+	cmd.Dir = r.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if lf, err := os.OpenFile(filepath.Join(r.dir, shimLog), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+		cmd.Stdout, cmd.Stderr = lf, lf
+		defer lf.Close()
+	}
+	if err := m.watcher.Add(r.dir); err != nil {
+		m.log.Warn("watch output", zap.String("id", r.id), zap.Error(err))
+	}
+	if err := cmd.Start(); err != nil {
+		_ = m.watcher.Remove(r.dir)
+		fail("start shim", err)
+		return
+	}
+	m.mu.Lock()
+	r.cmd, r.shimPID = cmd, cmd.Process.Pid
+	cancelNow := r.cancelRequested
+	m.mu.Unlock()
+	now := time.Now().UTC()
+	if _, err := m.transition(ctx, r.id, StateRunning, "agent started", func(a *Agent) {
+		a.ShimPID = cmd.Process.Pid
+		a.StartedAt = &now
+	}); err != nil {
+		m.log.Error("record running", zap.String("id", r.id), zap.Error(err))
+	}
+	m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: "running", Done: true}})
+	if cancelNow {
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
+	}
+	// Reap the shim when it exits; supervision itself waits on a pidfd, the
+	// same way for shims this daemon started and ones it re-adopted.
+	go func() { _ = cmd.Wait() }()
+	m.supervise(r, cmd.Process.Pid)
+}
+
+// promptFor is the task with the editor context the agent was given.
+func promptFor(a *Agent) string {
+	if a.Context == nil {
+		return a.Task
+	}
+	c := a.Context
+	var b strings.Builder
+	b.WriteString(a.Task)
+	if c.File != "" {
+		fmt.Fprintf(&b, "\n\nContext: %s", c.File)
+		if c.StartLine > 0 {
+			fmt.Fprintf(&b, " lines %d-%d", c.StartLine, c.EndLine)
+		}
+	}
+	if c.Diagnostic != "" {
+		fmt.Fprintf(&b, "\nDiagnostic: %s", c.Diagnostic)
+	}
+	if c.Text != "" {
+		fmt.Fprintf(&b, "\n```\n%s\n```", strings.TrimRight(c.Text, "\n"))
+	}
+	return b.String()
+}
+
+// agentEnv is the environment of an agent: the daemon's, plus where it runs.
+func agentEnv(a *Agent) []string {
+	env := os.Environ()
+	return append(env,
+		"BGAGENTS_AGENT_ID="+a.ID,
+		"BGAGENTS_WORKTREE="+a.Worktree,
+		"BGAGENTS_BRANCH="+a.Branch,
+		"BGAGENTS_BASE="+a.Base,
+		"BGAGENTS_MAIN_CHECKOUT="+a.Repo,
+	)
+}
+
+func (m *Manager) cancelRequested(r *run) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return r.cancelRequested
+}
+
+// supervise tails the run's output until the shim (pid; 0 if it is already
+// gone) exits, then finalises the agent.
+func (m *Manager) supervise(r *run, pid int) {
+	log, err := openEventLog(r.dir)
+	if err != nil {
+		m.log.Error("event log", zap.String("id", r.id), zap.Error(err))
+	}
+	m.evMu.Lock()
+	r.log = log
+	m.evMu.Unlock()
+	_ = m.watcher.Add(r.dir)
+	exited := make(chan struct{})
+	m.wg.Add(2)
+	go func() {
+		defer m.wg.Done()
+		if pid > 0 {
+			waitPID(m.ctx, pid)
+		}
+		if m.ctx.Err() == nil {
+			close(exited)
+		}
+	}()
+	go func() {
+		defer m.wg.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-m.ctx.Done():
+				return // daemon stopping: the shim goes on, a new daemon re-adopts it
+			case <-exited:
+				m.tail(r, true)
+				m.finalize(r)
+				return
+			case <-r.wake:
+				m.tail(r, false)
+			case <-tick.C:
+				m.tail(r, false)
+			}
+		}
+	}()
+}
+
+// dispatchWatch wakes the tailer of the run whose output file changed.
+func (m *Manager) dispatchWatch() {
+	defer m.wg.Done()
+	for {
+		select {
+		case ev, ok := <-m.watcher.Events:
+			if !ok {
+				return
+			}
+			if ev.Op&(fsnotify.Write|fsnotify.Create) == 0 {
+				continue
+			}
+			base := filepath.Base(ev.Name)
+			if base != stdoutFile && base != stderrFile {
+				continue
+			}
+			id := filepath.Base(filepath.Dir(ev.Name))
+			m.mu.Lock()
+			r := m.runs[id]
+			m.mu.Unlock()
+			if r != nil {
+				select {
+				case r.wake <- struct{}{}:
+				default:
+				}
+			}
+		case err, ok := <-m.watcher.Errors:
+			if !ok {
+				return
+			}
+			m.log.Warn("file watch", zap.Error(err))
+		}
+	}
+}
+
+const maxLine = 1 << 20
+
+// tail reads what the agent printed since the last call, turns it into
+// events, appends them to the event log and publishes them. final flushes
+// a last line without a newline.
+func (m *Manager) tail(r *run, final bool) {
+	if r.log == nil {
+		return
+	}
+	var evs []Event
+	for i, name := range []string{stdoutFile, stderrFile} {
+		stream := strings.TrimSuffix(name, ".log")
+		off := &r.log.stdoutOff
+		if i == 1 {
+			off = &r.log.stderrOff
+		}
+		f, err := os.Open(filepath.Join(r.dir, name))
+		if err != nil {
+			continue
+		}
+		buf := make([]byte, 64*1024)
+		for {
+			n, err := f.ReadAt(buf, *off)
+			if n > 0 {
+				*off += int64(n)
+				data := append(r.partial[i], buf[:n]...)
+				for {
+					j := strings.IndexByte(string(data), '\n')
+					if j < 0 {
+						break
+					}
+					evs = append(evs, m.parseLine(r, stream, data[:j])...)
+					data = data[j+1:]
+				}
+				if len(data) > maxLine {
+					evs = append(evs, m.parseLine(r, stream, data)...)
+					data = nil
+				}
+				r.partial[i] = append([]byte(nil), data...)
+			}
+			if err != nil || n == 0 {
+				break
+			}
+		}
+		f.Close()
+		if final && len(r.partial[i]) > 0 {
+			evs = append(evs, m.parseLine(r, stream, r.partial[i])...)
+			r.partial[i] = nil
+		}
+	}
+	if len(evs) > 0 {
+		m.appendEvents(r.id, r.log, evs)
+	}
+}
+
+func (m *Manager) parseLine(r *run, stream string, line []byte) []Event {
+	line = []byte(strings.TrimRight(string(line), "\r"))
+	evs := r.parser.Line(stream, line)
+	for _, ev := range evs {
+		switch ev.Kind {
+		case providers.KindOutput:
+			if t := strings.TrimSpace(ev.Text); t != "" {
+				if ev.Stream == "stderr" {
+					r.lastErr = t
+				} else {
+					r.lastOut = t
+				}
+			}
+		case providers.KindResult:
+			r.result = ev.Text
+			if ev.Usage != nil {
+				r.usage = *ev.Usage
+			}
+		case providers.KindUsage:
+			if ev.Usage != nil {
+				r.usage.Add(*ev.Usage)
+			}
+		}
+	}
+	return evs
+}
+
+// appendEvents writes events to an agent's log and publishes them.
+func (m *Manager) appendEvents(id string, l *eventLog, evs []Event) {
+	m.evMu.Lock()
+	defer m.evMu.Unlock()
+	m.appendEventsLocked(id, l, evs)
+}
+
+func (m *Manager) appendEventsLocked(id string, l *eventLog, evs []Event) {
+	evs, err := l.append(evs)
+	if err != nil {
+		m.log.Error("append events", zap.String("id", id), zap.Error(err))
+		return
+	}
+	m.bus.Publish(Notice{Output: &OutputNotice{ID: id, Events: evs}})
+}
+
+// finalize records how the run ended, commits what the agent left
+// uncommitted, computes its diff and cleans up when nothing changed.
+func (m *Manager) finalize(r *run) {
+	defer m.endRun(r)
+	unlock := m.lockAgent(r.id)
+	defer unlock()
+	ctx := context.WithoutCancel(m.ctx)
+	_ = m.watcher.Remove(r.dir)
+	a, err := m.store.Get(ctx, r.id)
+	if err != nil {
+		m.log.Error("finalize", zap.String("id", r.id), zap.Error(err))
+		return
+	}
+	var st RunStatus
+	statusErr := readJSON(filepath.Join(r.dir, statusFile), &st)
+	state, reason := StateSucceeded, "agent exited 0"
+	var exitCode *int
+	errMsg := ""
+	switch {
+	case statusErr != nil:
+		state, reason = StateLost, "the shim ended without recording how the agent exited"
+		errMsg = reason
+		// Anything of the agent still running is an orphan now.
+		if pid := readPID(filepath.Join(r.dir, agentPID)); pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	case st.Cancelled:
+		state, reason = StateCancelled, "cancelled"
+		exitCode = &st.ExitCode
+		errMsg = "cancelled"
+	case st.TimedOut:
+		state, reason = StateFailed, fmt.Sprintf("timed out after %s", time.Duration(a.Timeout))
+		exitCode = &st.ExitCode
+		errMsg = reason
+	case st.Error != "":
+		state, reason = StateFailed, st.Error
+		exitCode = &st.ExitCode
+		errMsg = st.Error
+	case st.ExitCode != 0:
+		state = StateFailed
+		exitCode = &st.ExitCode
+		reason = fmt.Sprintf("agent exited with code %d", st.ExitCode)
+		if st.Signal != "" {
+			reason = fmt.Sprintf("agent killed by %s", st.Signal)
+		}
+		if r.lastErr != "" {
+			reason += ": " + r.lastErr
+		}
+		errMsg = reason
+	default:
+		exitCode = &st.ExitCode
+	}
+	// Land what the agent left in its worktree on its branch.
+	var diff DiffStat
+	head := ""
+	if _, err := os.Stat(a.Worktree); err == nil {
+		if _, err := worktree.CommitAll(ctx, a.Worktree, commitMessage(a)); err != nil {
+			m.log.Warn("commit agent changes", zap.String("id", a.ID), zap.Error(err))
+			if errMsg == "" {
+				errMsg = "could not commit the agent's changes: " + err.Error()
+			}
+		}
+		if s, err := worktree.Stat(ctx, a.Repo, a.BaseCommit, a.Branch); err == nil {
+			diff = DiffStat{Commits: s.Commits, Files: s.Files, Additions: s.Additions, Deletions: s.Deletions}
+		}
+		head, _ = worktree.Head(ctx, a.Worktree)
+	}
+	result := r.result
+	if result == "" {
+		result = r.lastOut
+	}
+	now := time.Now().UTC()
+	cleaned := false
+	if diff.Commits == 0 && diff.Files == 0 && state != StateLost {
+		if cfg, err := config.Load(a.Repo); err == nil && cfg.CleanupUnchanged() {
+			rs := m.repo(a.Repo)
+			rs.git.Lock()
+			dirty, derr := worktree.Dirty(ctx, a.Worktree)
+			if derr == nil && !dirty {
+				_ = worktree.Remove(ctx, a.Repo, a.Worktree, false)
+				_ = worktree.DeleteBranch(ctx, a.Repo, a.Branch, false)
+				cleaned = true
+			}
+			rs.git.Unlock()
+		}
+	}
+	_, err = m.transitionLocked(ctx, a.ID, state, reason, func(a *Agent) {
+		a.ExitCode = exitCode
+		a.Error = errMsg
+		a.Result = result
+		a.Usage = r.usage
+		a.Diff = diff
+		a.Head = head
+		a.FinishedAt = &now
+		a.ShimPID = 0
+		a.Cleaned = cleaned
+		if !st.StartedAt.IsZero() && a.StartedAt == nil {
+			t := st.StartedAt.UTC()
+			a.StartedAt = &t
+		}
+	})
+	if err != nil {
+		m.log.Error("finalize", zap.String("id", a.ID), zap.Error(err))
+	}
+	m.log.Info("agent ended", zap.String("id", a.ID), zap.String("state", string(state)), zap.String("reason", reason))
+}
+
+func commitMessage(a *Agent) string {
+	subject := strings.SplitN(a.Task, "\n", 2)[0]
+	if len(subject) > 72 {
+		subject = subject[:69] + "..."
+	}
+	return fmt.Sprintf("%s\n\nbgagents agent %s (%s)\n\n%s\n", subject, a.Name, a.ID, a.Task)
+}
+
+// endRun forgets a run and lets the next queued agent of its repo start.
+func (m *Manager) endRun(r *run) {
+	m.mu.Lock()
+	if m.runs[r.id] == r {
+		delete(m.runs, r.id)
+		m.repoLocked(r.repo).active--
+	}
+	m.mu.Unlock()
+	if r.log != nil {
+		m.evMu.Lock()
+		_ = r.log.close()
+		r.log = nil
+		m.evMu.Unlock()
+	}
+	r.cancel()
+	select {
+	case <-r.done:
+	default:
+		close(r.done)
+	}
+	m.schedule(r.repo)
+}
+
+// transition moves agent id to state to, applying mutate, and publishes
+// the new record.
+func (m *Manager) transition(ctx context.Context, id string, to State, reason string, mutate func(*Agent)) (*Agent, error) {
+	unlock := m.lockAgent(id)
+	defer unlock()
+	return m.transitionLocked(ctx, id, to, reason, mutate)
+}
+
+func (m *Manager) transitionLocked(ctx context.Context, id string, to State, reason string, mutate func(*Agent)) (*Agent, error) {
+	a, err := m.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	from := a.State
+	if from != to {
+		if err := CheckTransition(from, to); err != nil {
+			return nil, Errorf(ErrState, "agent %s is %s: %w", a.Name, from, err)
+		}
+	}
+	if mutate != nil {
+		mutate(a)
+	}
+	a.State = to
+	a.UpdatedAt = time.Now().UTC()
+	if err := m.store.PutTransition(ctx, a, from, reason); err != nil {
+		return nil, err
+	}
+	if from != to {
+		m.stateEvent(a, reason)
+	}
+	m.publishAgent(a)
+	return a.Clone(), nil
+}
+
+// stateEvent writes a state change into the agent's event log.
+func (m *Manager) stateEvent(a *Agent, reason string) {
+	m.mu.Lock()
+	r := m.runs[a.ID]
+	m.mu.Unlock()
+	ev := Event{Time: a.UpdatedAt, Kind: providers.KindState, State: string(a.State), Text: reason}
+	m.evMu.Lock()
+	defer m.evMu.Unlock()
+	if r != nil && r.log != nil {
+		m.appendEventsLocked(a.ID, r.log, []Event{ev})
+		return
+	}
+	l, err := openEventLog(m.agentDir(a.ID))
+	if err != nil {
+		return
+	}
+	m.appendEventsLocked(a.ID, l, []Event{ev})
+	_ = l.close()
+}
+
+func (m *Manager) publishAgent(a *Agent) {
+	m.bus.Publish(Notice{Agent: a.Clone()})
+}

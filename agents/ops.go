@@ -1,0 +1,370 @@
+package agents
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/bgagents/bgagents/worktree"
+)
+
+// Resolve finds an agent by full id, unique id prefix or name; repo (may be
+// empty) is preferred when names repeat across repositories.
+func (m *Manager) Resolve(ctx context.Context, ref, repo string) (*Agent, error) {
+	a, err := m.store.Resolve(ctx, ref, repo)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// List returns the agents of repo ("" for all), newest first, optionally
+// only those in the given states.
+func (m *Manager) List(ctx context.Context, repo string, states []State) ([]*Agent, error) {
+	for _, s := range states {
+		if !s.Valid() {
+			return nil, Errorf(ErrInvalid, "unknown state %q (known: queued, provisioning, running, needs_input, succeeded, failed, cancelled, merged, discarded, lost)", s)
+		}
+	}
+	return m.store.List(ctx, repo, states)
+}
+
+// Cancel stops an agent: a queued one never starts, a running one gets
+// SIGTERM to its process group and SIGKILL after the grace period. It
+// returns once the agent has reached its final state or ctx ends.
+func (m *Manager) Cancel(ctx context.Context, ref, repo string) (*Agent, error) {
+	a, err := m.Resolve(ctx, ref, repo)
+	if err != nil {
+		return nil, err
+	}
+	switch a.State {
+	case StateQueued, StateNeedsInput:
+		m.mu.Lock()
+		r := m.runs[a.ID]
+		if r != nil {
+			r.cancelRequested = true
+		}
+		m.mu.Unlock()
+		if r == nil {
+			return m.transition(ctx, a.ID, StateCancelled, "cancelled", func(a *Agent) {
+				now := time.Now().UTC()
+				a.FinishedAt = &now
+				a.Error = "cancelled"
+			})
+		}
+	case StateProvisioning, StateRunning:
+	default:
+		return nil, Errorf(ErrState, "agent %s has already ended (%s); nothing to cancel", a.Name, a.State)
+	}
+	m.mu.Lock()
+	r := m.runs[a.ID]
+	if r == nil {
+		m.mu.Unlock()
+		return m.store.Get(ctx, a.ID)
+	}
+	r.cancelRequested = true
+	pid := r.shimPID
+	m.mu.Unlock()
+	if pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		// If the shim itself cannot stop the agent, the daemon does.
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			t := time.NewTimer(m.opts.Grace + 5*time.Second)
+			defer t.Stop()
+			select {
+			case <-r.done:
+			case <-m.ctx.Done():
+			case <-t.C:
+				m.log.Warn("shim did not stop the agent; killing it", zap.String("id", a.ID))
+				if pg := readPID(m.agentDir(a.ID) + "/" + agentPID); pg > 0 {
+					_ = syscall.Kill(-pg, syscall.SIGKILL)
+				}
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}()
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("cancel %s: %w", a.Name, ctx.Err())
+	}
+	return m.store.Get(ctx, a.ID)
+}
+
+// Wait blocks until agent id is no longer live or ctx ends.
+func (m *Manager) Wait(ctx context.Context, id string) (*Agent, error) {
+	sub := m.bus.Subscribe()
+	defer sub.Close()
+	a, err := m.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	for a.State.Live() {
+		ns, ok := sub.Next(ctx)
+		if !ok {
+			return nil, ctx.Err()
+		}
+		for _, n := range ns {
+			if n.Agent != nil && n.Agent.ID == id {
+				a = n.Agent
+			}
+		}
+	}
+	return a, nil
+}
+
+// MaxLogEvents caps how many events one log request returns.
+const MaxLogEvents = 5000
+
+// Log returns events of agent id with seq >= from (at most MaxLogEvents).
+// When follow is given it is called, under the lock that orders the event
+// log, before any later event is published: a follower that starts
+// listening in follow sees every event exactly once.
+func (m *Manager) Log(ctx context.Context, id string, from int64, follow func()) ([]Event, error) {
+	m.evMu.Lock()
+	defer m.evMu.Unlock()
+	evs, err := readEvents(m.agentDir(id), from, MaxLogEvents)
+	if err != nil {
+		return nil, err
+	}
+	if follow != nil {
+		follow()
+	}
+	return evs, nil
+}
+
+// Diff returns the agent's changes against its base commit (a stat when
+// stat is set). Uncommitted changes in a live worktree are not included
+// until the run ends and commits them.
+func (m *Manager) Diff(ctx context.Context, a *Agent, stat bool) (string, error) {
+	ref := a.Branch
+	if a.State.Landed() || a.Cleaned {
+		if a.Head == "" || a.Cleaned {
+			return "", nil
+		}
+		ref = a.Head
+	}
+	if ok, err := worktree.BranchExists(ctx, a.Repo, a.Branch); err == nil && !ok && ref == a.Branch {
+		return "", Errorf(ErrState, "the branch %s of agent %s no longer exists", a.Branch, a.Name)
+	}
+	out, err := worktree.Diff(ctx, a.Repo, a.BaseCommit, ref, stat)
+	if err != nil {
+		return "", fmt.Errorf("diff %s: %w", a.Name, err)
+	}
+	return out, nil
+}
+
+// Merge lands the agent's branch in its base branch (a merge commit, or one
+// squashed commit) and then removes its worktree and branch. It never
+// touches uncommitted work of the checkout that has the base checked out:
+// it refuses instead.
+func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool) (*Agent, error) {
+	a, err := m.Resolve(ctx, ref, repo)
+	if err != nil {
+		return nil, err
+	}
+	unlock := m.lockAgent(a.ID)
+	defer unlock()
+	if a, err = m.store.Get(ctx, a.ID); err != nil {
+		return nil, err
+	}
+	switch {
+	case a.State.Live() && a.State != StateNeedsInput:
+		return nil, Errorf(ErrState, "agent %s is %s; wait for it to finish or cancel it before merging", a.Name, a.State)
+	case a.State.Landed():
+		return nil, Errorf(ErrState, "agent %s was already %s", a.Name, a.State)
+	case a.Cleaned:
+		return nil, Errorf(ErrState, "agent %s changed nothing; there is nothing to merge (use rm to clear it)", a.Name)
+	}
+	if ok, err := worktree.BranchExists(ctx, a.Repo, a.Base); err != nil || !ok {
+		return nil, Errorf(ErrState, "the base %q of agent %s is not a local branch; merge %s yourself", a.Base, a.Name, a.Branch)
+	}
+	rs := m.repo(a.Repo)
+	rs.git.Lock()
+	defer rs.git.Unlock()
+	// Edits made in the worktree after the run land too.
+	if _, err := os.Stat(a.Worktree); err == nil {
+		if _, err := worktree.CommitAll(ctx, a.Worktree, fmt.Sprintf("%s (edits after the run)", firstLine(a.Task))); err != nil {
+			return nil, fmt.Errorf("merge %s: commit worktree changes: %w", a.Name, err)
+		}
+	}
+	stat, err := worktree.Stat(ctx, a.Repo, a.BaseCommit, a.Branch)
+	if err != nil {
+		return nil, fmt.Errorf("merge %s: %w", a.Name, err)
+	}
+	head, err := worktree.ResolveCommit(ctx, a.Repo, a.Branch)
+	if err != nil {
+		return nil, fmt.Errorf("merge %s: %w", a.Name, err)
+	}
+	msg := fmt.Sprintf("Merge %s: %s\n\n%s\n", a.Branch, firstLine(a.Task), a.Task)
+	if squash {
+		msg = fmt.Sprintf("%s\n\nSquashed from %s (bgagents agent %s).\n\n%s\n", firstLine(a.Task), a.Branch, a.ID, a.Task)
+	}
+	newBase, err := worktree.Merge(ctx, a.Repo, a.Base, a.Branch, worktree.MergeOptions{Squash: squash, Message: msg})
+	if err != nil {
+		var ce *worktree.ConflictError
+		var de *worktree.DirtyError
+		switch {
+		case errors.As(err, &ce):
+			return nil, Errorf(ErrConflict, "%w", err)
+		case errors.As(err, &de):
+			return nil, Errorf(ErrRefused, "%w", err)
+		}
+		return nil, fmt.Errorf("merge %s: %w", a.Name, err)
+	}
+	m.log.Info("merged", zap.String("id", a.ID), zap.String("base", a.Base), zap.String("commit", newBase))
+	if err := m.removeWorktreeLocked(ctx, a, true); err != nil {
+		m.log.Warn("clean up after merge", zap.String("id", a.ID), zap.Error(err))
+	}
+	return m.transitionLocked(ctx, a.ID, StateMerged, fmt.Sprintf("merged into %s as %s", a.Base, short(newBase)), func(a *Agent) {
+		a.Head = head
+		a.Diff = DiffStat{Commits: stat.Commits, Files: stat.Files, Additions: stat.Additions, Deletions: stat.Deletions}
+	})
+}
+
+// Discard throws an agent's work away: its worktree and branch are removed.
+// Uncommitted changes or commits not in the base are only thrown away with
+// force; a live agent only with force (it is cancelled first).
+func (m *Manager) Discard(ctx context.Context, ref, repo string, force bool) (*Agent, error) {
+	a, err := m.Resolve(ctx, ref, repo)
+	if err != nil {
+		return nil, err
+	}
+	if a.State.Landed() {
+		return nil, Errorf(ErrState, "agent %s was already %s", a.Name, a.State)
+	}
+	if a.State.Live() && a.State != StateNeedsInput {
+		if !force {
+			return nil, Errorf(ErrRefused, "agent %s is %s; cancel it first, or discard with --force to cancel and discard it", a.Name, a.State)
+		}
+		if _, err := m.Cancel(ctx, a.ID, ""); err != nil && !errors.Is(err, ErrState) {
+			return nil, err
+		}
+	}
+	unlock := m.lockAgent(a.ID)
+	defer unlock()
+	if a, err = m.store.Get(ctx, a.ID); err != nil {
+		return nil, err
+	}
+	rs := m.repo(a.Repo)
+	rs.git.Lock()
+	defer rs.git.Unlock()
+	if !force {
+		if _, err := os.Stat(a.Worktree); err == nil {
+			files, err := worktree.DirtyFiles(ctx, a.Worktree)
+			if err != nil {
+				return nil, fmt.Errorf("discard %s: %w", a.Name, err)
+			}
+			if len(files) > 0 {
+				return nil, Errorf(ErrRefused, "agent %s has uncommitted changes in %s (%s); merge them, or discard with --force to lose them", a.Name, a.Worktree, summarize(files))
+			}
+		}
+		if ok, _ := worktree.BranchExists(ctx, a.Repo, a.Branch); ok {
+			target := a.Base
+			if ok, _ := worktree.BranchExists(ctx, a.Repo, target); !ok {
+				target = a.BaseCommit
+			}
+			n, err := worktree.Ahead(ctx, a.Repo, target, a.Branch)
+			if err != nil {
+				return nil, fmt.Errorf("discard %s: %w", a.Name, err)
+			}
+			if n > 0 {
+				return nil, Errorf(ErrRefused, "agent %s has %d commit(s) on %s not merged into %s; merge them, or discard with --force to lose them", a.Name, n, a.Branch, a.Base)
+			}
+		}
+	}
+	if err := m.removeWorktreeLocked(ctx, a, force); err != nil {
+		return nil, fmt.Errorf("discard %s: %w", a.Name, err)
+	}
+	return m.transitionLocked(ctx, a.ID, StateDiscarded, "discarded", nil)
+}
+
+// removeWorktreeLocked removes the agent's worktree and branch; the
+// repository's git lock must be held.
+func (m *Manager) removeWorktreeLocked(ctx context.Context, a *Agent, force bool) error {
+	if a.Worktree != "" {
+		if err := worktree.Remove(ctx, a.Repo, a.Worktree, force); err != nil {
+			return err
+		}
+	}
+	if a.Branch != "" {
+		if err := worktree.DeleteBranch(ctx, a.Repo, a.Branch, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseWorktree removes what provisioning made, after a failure.
+func (m *Manager) releaseWorktree(ctx context.Context, a *Agent) {
+	rs := m.repo(a.Repo)
+	rs.git.Lock()
+	defer rs.git.Unlock()
+	if err := m.removeWorktreeLocked(ctx, a, true); err != nil {
+		m.log.Warn("release worktree", zap.String("id", a.ID), zap.Error(err))
+	}
+}
+
+func firstLine(s string) string {
+	for i, c := range s {
+		if c == '\n' {
+			s = s[:i]
+			break
+		}
+	}
+	if len(s) > 72 {
+		s = s[:69] + "..."
+	}
+	return s
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+func summarize(files []string) string {
+	if len(files) <= 5 {
+		return fmt.Sprint(files)
+	}
+	return fmt.Sprintf("%v and %d more", files[:5], len(files)-5)
+}
+
+// waitPID blocks until pid (not necessarily a child) has exited or ctx ends.
+func waitPID(ctx context.Context, pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		// No pidfd (old kernel) or already gone: poll.
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for pidAlive(pid) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		return
+	}
+	defer unix.Close(fd)
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 500)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+		if n > 0 {
+			return
+		}
+	}
+}

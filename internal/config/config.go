@@ -1,0 +1,298 @@
+// Package config loads bgagents configuration: the user's
+// ~/.config/bgagents/config.toml under the repository's .bgagents.toml.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/bgagents/bgagents/agents/providers"
+)
+
+// RepoFile is the name of the per-repository configuration file.
+const RepoFile = ".bgagents.toml"
+
+// Duration is a time.Duration written as "90s" or "15m" in TOML.
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. \"30m\" or \"90s\")", string(b))
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q is negative", string(b))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults is the [defaults] table.
+type Defaults struct {
+	Agent            string   `toml:"agent"`
+	Model            string   `toml:"model"`
+	Base             string   `toml:"base"`
+	MaxConcurrent    int      `toml:"max_concurrent"`
+	Timeout          Duration `toml:"timeout"`
+	CleanupUnchanged *bool    `toml:"cleanup_unchanged"`
+	BudgetUSD        float64  `toml:"budget_usd"`
+}
+
+// Agent is one [agents.NAME] table.
+type Agent struct {
+	Provider       string            `toml:"provider"`
+	Command        []string          `toml:"command"`
+	Binary         string            `toml:"binary"`
+	Model          string            `toml:"model"`
+	Args           []string          `toml:"args"`
+	Env            map[string]string `toml:"env"`
+	MaxTurns       int               `toml:"max_turns"`
+	PermissionMode string            `toml:"permission_mode"`
+}
+
+// Worktree is the [worktree] table.
+type Worktree struct {
+	// Dir is where worktrees go; {repo} is the main checkout's base name.
+	// Relative paths are relative to the main checkout.
+	Dir string `toml:"dir"`
+}
+
+// Config is the merged configuration for one repository.
+type Config struct {
+	Defaults Defaults         `toml:"defaults"`
+	Agents   map[string]Agent `toml:"agents"`
+	Worktree Worktree         `toml:"worktree"`
+
+	// Files lists the files that were read, user file first.
+	Files []string `toml:"-"`
+}
+
+// Default values used when config does not say.
+const (
+	DefaultAgent         = "claude"
+	DefaultMaxConcurrent = 4
+	DefaultWorktreeDir   = "../{repo}.worktrees"
+)
+
+// UserFile returns the path of the user's config file: $BGAGENTS_CONFIG,
+// else $XDG_CONFIG_HOME/bgagents/config.toml, else
+// ~/.config/bgagents/config.toml.
+func UserFile() string {
+	if p := os.Getenv("BGAGENTS_CONFIG"); p != "" {
+		return p
+	}
+	if x := os.Getenv("XDG_CONFIG_HOME"); x != "" {
+		return filepath.Join(x, "bgagents", "config.toml")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".config", "bgagents", "config.toml")
+}
+
+// Load reads the user's file and then repo's .bgagents.toml over it.
+// Missing files are fine; unknown keys and bad values are errors that name
+// the key and the file.
+func Load(repo string) (*Config, error) {
+	c := &Config{Agents: map[string]Agent{}}
+	for _, f := range []string{UserFile(), filepath.Join(repo, RepoFile)} {
+		if f == "" {
+			continue
+		}
+		if err := c.mergeFile(f); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) mergeFile(path string) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	var f Config
+	md, err := toml.Decode(string(data), &f)
+	if err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("config %s: unknown key %s", path, strings.Join(keys, ", "))
+	}
+	c.Files = append(c.Files, path)
+	set := func(key string) bool { return md.IsDefined(strings.Split(key, ".")...) }
+	if set("defaults.agent") {
+		c.Defaults.Agent = f.Defaults.Agent
+	}
+	if set("defaults.model") {
+		c.Defaults.Model = f.Defaults.Model
+	}
+	if set("defaults.base") {
+		c.Defaults.Base = f.Defaults.Base
+	}
+	if set("defaults.max_concurrent") {
+		if f.Defaults.MaxConcurrent < 1 {
+			return fmt.Errorf("config %s: defaults.max_concurrent must be at least 1", path)
+		}
+		c.Defaults.MaxConcurrent = f.Defaults.MaxConcurrent
+	}
+	if set("defaults.timeout") {
+		c.Defaults.Timeout = f.Defaults.Timeout
+	}
+	if set("defaults.cleanup_unchanged") {
+		c.Defaults.CleanupUnchanged = f.Defaults.CleanupUnchanged
+	}
+	if set("defaults.budget_usd") {
+		if f.Defaults.BudgetUSD < 0 {
+			return fmt.Errorf("config %s: defaults.budget_usd must not be negative", path)
+		}
+		c.Defaults.BudgetUSD = f.Defaults.BudgetUSD
+	}
+	if set("worktree.dir") {
+		c.Worktree.Dir = f.Worktree.Dir
+	}
+	for name, a := range f.Agents {
+		if err := validName(name); err != nil {
+			return fmt.Errorf("config %s: agents.%s: %w", path, name, err)
+		}
+		if a.MaxTurns < 0 {
+			return fmt.Errorf("config %s: agents.%s.max_turns must not be negative", path, name)
+		}
+		c.Agents[name] = a
+	}
+	return nil
+}
+
+func validName(name string) error {
+	if name == "" {
+		return errors.New("empty agent name")
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("agent name %q may only contain letters, digits, '-' and '_'", name)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validate() error {
+	for name, a := range c.Agents {
+		p := a.ProviderName(name)
+		if _, err := providers.Get(p); err != nil {
+			return fmt.Errorf("config: agents.%s: %w", name, err)
+		}
+		if p == "command" && len(a.Command) == 0 {
+			return fmt.Errorf("config: agents.%s: command must list the program and its arguments, e.g. command = [\"./agent.sh\", \"{prompt}\"]", name)
+		}
+	}
+	return nil
+}
+
+// ProviderName is the provider an [agents.NAME] table uses: `provider` when
+// set, "command" when it has a command, else the table's own name (so
+// [agents.claude] configures the claude provider).
+func (a Agent) ProviderName(name string) string {
+	switch {
+	case a.Provider != "":
+		return a.Provider
+	case len(a.Command) > 0:
+		return "command"
+	default:
+		return name
+	}
+}
+
+// DefaultAgent is the agent used when a spawn names none.
+func (c *Config) DefaultAgent() string {
+	if c.Defaults.Agent != "" {
+		return c.Defaults.Agent
+	}
+	return DefaultAgent
+}
+
+// MaxConcurrent is the limit of agents running at once for the repository.
+func (c *Config) MaxConcurrent() int {
+	if c.Defaults.MaxConcurrent > 0 {
+		return c.Defaults.MaxConcurrent
+	}
+	return DefaultMaxConcurrent
+}
+
+// CleanupUnchanged reports whether an agent that changed nothing has its
+// worktree and branch removed when it ends (default true).
+func (c *Config) CleanupUnchanged() bool {
+	return c.Defaults.CleanupUnchanged == nil || *c.Defaults.CleanupUnchanged
+}
+
+// WorktreeDir returns the absolute directory worktrees of repo go into.
+func (c *Config) WorktreeDir(repo string) string {
+	d := c.Worktree.Dir
+	if d == "" {
+		d = DefaultWorktreeDir
+	}
+	d = strings.ReplaceAll(d, "{repo}", filepath.Base(repo))
+	if strings.HasPrefix(d, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			d = filepath.Join(home, d[2:])
+		}
+	}
+	if !filepath.IsAbs(d) {
+		d = filepath.Join(repo, d)
+	}
+	return filepath.Clean(d)
+}
+
+// Spec returns the provider spec for the agent named name. A name that is
+// not configured but is a known provider ("claude") is that provider with
+// its defaults.
+func (c *Config) Spec(name string) (providers.Spec, error) {
+	a, ok := c.Agents[name]
+	if !ok {
+		if _, err := providers.Get(name); err != nil || name == "command" {
+			return providers.Spec{}, fmt.Errorf("unknown agent %q: configure it in %s as [agents.%s] (configured: %s)", name, RepoFile, name, strings.Join(c.AgentNames(), ", "))
+		}
+	}
+	return providers.Spec{
+		Name:           name,
+		Provider:       a.ProviderName(name),
+		Command:        a.Command,
+		Binary:         a.Binary,
+		Model:          a.Model,
+		Args:           a.Args,
+		Env:            a.Env,
+		MaxTurns:       a.MaxTurns,
+		PermissionMode: a.PermissionMode,
+	}, nil
+}
+
+// AgentNames lists the configured agents, sorted; "none" when there are none.
+func (c *Config) AgentNames() []string {
+	var out []string
+	for n := range c.Agents {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		return []string{"none"}
+	}
+	return out
+}

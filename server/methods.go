@@ -1,0 +1,391 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.lsp.dev/jsonrpc2"
+
+	"github.com/bgagents/bgagents/agents"
+	"github.com/bgagents/bgagents/worktree"
+)
+
+// routes maps every request method the daemon answers to its handler;
+// anything else is MethodNotFound.
+var routes map[string]handlerFunc
+
+func init() {
+	routes = map[string]handlerFunc{
+		// LSP lifecycle and features (lsp.go).
+		"initialize":               (*Session).initialize,
+		"shutdown":                 (*Session).shutdown,
+		"textDocument/codeAction":  (*Session).codeAction,
+		"workspace/executeCommand": (*Session).executeCommand,
+		MethodHello:                (*Session).hello,
+		MethodSpawn:                (*Session).spawn,
+		MethodList:                 (*Session).list,
+		MethodGet:                  (*Session).get,
+		MethodWait:                 (*Session).wait,
+		MethodCancel:               (*Session).cancelAgent,
+		MethodLog:                  (*Session).logEvents,
+		MethodUnfollow:             (*Session).unfollow,
+		MethodDiff:                 (*Session).diff,
+		MethodMerge:                (*Session).merge,
+		MethodDiscard:              (*Session).discard,
+		MethodOpenWorktree:         (*Session).openWorktree,
+		MethodStopDaemon:           (*Session).stopDaemon,
+	}
+}
+
+func (s *Session) route(method string) (handlerFunc, bool) {
+	h, ok := routes[method]
+	return h, ok
+}
+
+func (s *Session) manager(ctx context.Context) (*agents.Manager, error) {
+	return s.srv.Manager(ctx)
+}
+
+func (s *Session) hello(ctx context.Context, params json.RawMessage) (any, error) {
+	var p HelloParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	return HelloResult{Version: Version, Build: Build(), PID: os.Getpid(), Home: s.srv.opts.Paths.State, Socket: s.srv.opts.Paths.Socket()}, nil
+}
+
+func (s *Session) stopDaemon(ctx context.Context, params json.RawMessage) (any, error) {
+	if err := decode(params, &struct{}{}); err != nil {
+		return nil, err
+	}
+	s.srv.log.Info("stop requested by a client")
+	go func() {
+		// Let the reply go out first.
+		time.Sleep(50 * time.Millisecond)
+		s.srv.cancel()
+	}()
+	return map[string]bool{"stopping": true}, nil
+}
+
+func (s *Session) spawn(ctx context.Context, params json.RawMessage) (any, error) {
+	var p SpawnParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	a, err := s.spawnAgent(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return AgentResult{Agent: a}, nil
+}
+
+// spawnAgent spawns and, for LSP clients that support it, reports the
+// worktree being prepared as work-done progress.
+func (s *Session) spawnAgent(ctx context.Context, p SpawnParams) (*agents.Agent, error) {
+	if p.Repo != "" && !filepath.IsAbs(p.Repo) {
+		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"repo\" must be an absolute path, not %q", p.Repo)
+	}
+	mgr, err := s.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := mgr.Spawn(ctx, agents.SpawnRequest{
+		Task: p.Task, Name: p.Name, Agent: p.Agent, Model: p.Model, Repo: p.Repo, Base: p.Base,
+		Timeout: time.Duration(p.Timeout), Context: p.Context,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.beginProgress(a)
+	return a, nil
+}
+
+func (s *Session) beginProgress(a *agents.Agent) {
+	s.mu.Lock()
+	ok := s.progress
+	s.mu.Unlock()
+	if !ok || !a.State.Live() {
+		return
+	}
+	token := "bgagents-" + a.ID
+	// window/workDoneProgress/create is a call to the client: never make
+	// it from the read loop (this runs in a request goroutine).
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.conn.Call(ctx, "window/workDoneProgress/create", map[string]any{"token": token}, nil); err != nil {
+		return
+	}
+	_ = s.conn.Notify(s.ctx, "$/progress", map[string]any{"token": token, "value": map[string]any{
+		"kind": "begin", "title": "bgagents: preparing " + a.Name, "message": "queued", "cancellable": false,
+	}})
+	s.mu.Lock()
+	s.spawned[a.ID] = token
+	s.mu.Unlock()
+}
+
+func (s *Session) list(ctx context.Context, params json.RawMessage) (any, error) {
+	var p ListParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	mgr, err := s.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	repo := ""
+	if p.Repo != "" {
+		if repo, err = repoRoot(ctx, p.Repo); err != nil {
+			return nil, err
+		}
+	}
+	as, err := mgr.List(ctx, repo, p.States)
+	if err != nil {
+		return nil, err
+	}
+	if as == nil {
+		as = []*agents.Agent{}
+	}
+	return ListResult{Agents: as}, nil
+}
+
+func repoRoot(ctx context.Context, dir string) (string, error) {
+	if !filepath.IsAbs(dir) {
+		return "", jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"repo\" must be an absolute path, not %q", dir)
+	}
+	root, err := worktree.RepoRoot(ctx, dir)
+	if err != nil {
+		return "", agents.Errorf(agents.ErrNotRepo, "%s is not inside a git repository: %w", dir, err)
+	}
+	return root, nil
+}
+
+// resolve decodes IDParams-like params and finds the agent.
+func (s *Session) resolve(ctx context.Context, id, repo string) (*agents.Manager, *agents.Agent, error) {
+	if id == "" {
+		return nil, nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"id\" is required (an agent id, id prefix or name)")
+	}
+	mgr, err := s.manager(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if repo != "" {
+		if r, err := worktree.RepoRoot(ctx, repo); err == nil {
+			repo = r
+		}
+	}
+	a, err := mgr.Resolve(ctx, id, repo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return mgr, a, nil
+}
+
+func (s *Session) get(ctx context.Context, params json.RawMessage) (any, error) {
+	var p IDParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	h, err := mgr.Store().History(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	return GetResult{Agent: a, History: h}, nil
+}
+
+func (s *Session) wait(ctx context.Context, params json.RawMessage) (any, error) {
+	var p IDParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	a, err = mgr.Wait(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	return AgentResult{Agent: a}, nil
+}
+
+func (s *Session) cancelAgent(ctx context.Context, params json.RawMessage) (any, error) {
+	var p IDParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	a, err = mgr.Cancel(ctx, a.ID, "")
+	if err != nil {
+		return nil, err
+	}
+	return AgentResult{Agent: a}, nil
+}
+
+func (s *Session) logEvents(ctx context.Context, params json.RawMessage) (any, error) {
+	var p LogParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if p.From < 0 {
+		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"from\" must not be negative")
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	var follow func()
+	if p.Follow {
+		follow = func() {
+			s.mu.Lock()
+			s.follows[a.ID] = true
+			s.mu.Unlock()
+		}
+	}
+	evs, err := mgr.Log(ctx, a.ID, p.From, follow)
+	if err != nil {
+		return nil, err
+	}
+	if evs == nil {
+		evs = []agents.Event{}
+	}
+	next := p.From
+	if next < 1 {
+		next = 1
+	}
+	if len(evs) > 0 {
+		next = evs[len(evs)-1].Seq + 1
+	}
+	cur, err := mgr.Store().Get(ctx, a.ID)
+	if err != nil {
+		return nil, err
+	}
+	return LogResult{ID: a.ID, Events: evs, Next: next, More: len(evs) >= agents.MaxLogEvents, State: cur.State}, nil
+}
+
+func (s *Session) unfollow(ctx context.Context, params json.RawMessage) (any, error) {
+	var p IDParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	_, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	delete(s.follows, a.ID)
+	s.mu.Unlock()
+	return map[string]bool{"ok": true}, nil
+}
+
+func (s *Session) diff(ctx context.Context, params json.RawMessage) (any, error) {
+	var p DiffParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	text, err := mgr.Diff(ctx, a, p.Stat)
+	if err != nil {
+		return nil, err
+	}
+	res := DiffResult{ID: a.ID, Repo: a.Repo, Worktree: a.Worktree, Branch: a.Branch, BaseCommit: a.BaseCommit, Diff: text, Stat: a.Diff, Files: []FileChange{}}
+	ref := a.Branch
+	if a.State.Landed() {
+		ref = a.Head
+	}
+	if ref != "" && !a.Cleaned {
+		if head, err := worktree.ResolveCommit(ctx, a.Repo, ref); err == nil {
+			res.Head = head
+			if st, err := worktree.Stat(ctx, a.Repo, a.BaseCommit, head); err == nil {
+				res.Stat = agents.DiffStat{Commits: st.Commits, Files: st.Files, Additions: st.Additions, Deletions: st.Deletions}
+			}
+			if fcs, err := worktree.ChangedFiles(ctx, a.Repo, a.BaseCommit, head); err == nil {
+				for _, f := range fcs {
+					res.Files = append(res.Files, FileChange{Path: f.Path, OldPath: f.OldPath, Status: f.Status, Additions: f.Additions, Deletions: f.Deletions})
+				}
+			}
+		}
+	}
+	return res, nil
+}
+
+func (s *Session) merge(ctx context.Context, params json.RawMessage) (any, error) {
+	var p MergeParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	squash := false
+	switch p.Strategy {
+	case "", "merge":
+	case "squash":
+		squash = true
+	default:
+		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"strategy\" must be \"merge\" or \"squash\", not %q", p.Strategy)
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	a, err = mgr.Merge(ctx, a.ID, "", squash)
+	if err != nil {
+		return nil, err
+	}
+	return AgentResult{Agent: a}, nil
+}
+
+func (s *Session) discard(ctx context.Context, params json.RawMessage) (any, error) {
+	var p DiscardParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	a, err = mgr.Discard(ctx, a.ID, "", p.Force)
+	if err != nil {
+		return nil, err
+	}
+	return AgentResult{Agent: a}, nil
+}
+
+func (s *Session) openWorktree(ctx context.Context, params json.RawMessage) (any, error) {
+	var p IDParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	_, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	if a.State.Landed() || a.Cleaned {
+		return nil, agents.Errorf(agents.ErrState, "agent %s has no worktree any more (%s)", a.Name, cleanedWhy(a))
+	}
+	if _, err := os.Stat(a.Worktree); err != nil {
+		if a.State == agents.StateQueued || a.State == agents.StateProvisioning {
+			return nil, agents.Errorf(agents.ErrState, "the worktree of %s is not ready yet (%s); try again in a moment", a.Name, a.State)
+		}
+		return nil, agents.Errorf(agents.ErrState, "the worktree %s of %s is missing", a.Worktree, a.Name)
+	}
+	return OpenWorktreeResult{Path: a.Worktree, URI: "file://" + a.Worktree}, nil
+}
+
+func cleanedWhy(a *agents.Agent) string {
+	if a.Cleaned {
+		return "it changed nothing, so it was cleaned up"
+	}
+	return fmt.Sprintf("it was %s", a.State)
+}

@@ -1,0 +1,249 @@
+// Package server is the daemon's side of the wire: LSP-framed JSON-RPC 2.0
+// over a Unix socket, the LSP lifecycle, code actions, the custom
+// bgagents/* methods and notifications, the stdio forwarder editors start,
+// and the Go client the CLI uses.
+package server
+
+import (
+	"go.lsp.dev/jsonrpc2"
+
+	"github.com/bgagents/bgagents/agents"
+)
+
+// This file is the wire contract: every custom method name and every
+// params/result type. docs/protocol.md documents it; the editor extensions
+// mirror it.
+
+// Custom requests (client → daemon).
+const (
+	MethodHello        = "bgagents/hello"
+	MethodSpawn        = "bgagents/spawn"
+	MethodList         = "bgagents/list"
+	MethodGet          = "bgagents/get"
+	MethodWait         = "bgagents/wait"
+	MethodCancel       = "bgagents/cancel"
+	MethodLog          = "bgagents/log"
+	MethodUnfollow     = "bgagents/unfollow"
+	MethodDiff         = "bgagents/diff"
+	MethodMerge        = "bgagents/merge"
+	MethodDiscard      = "bgagents/discard"
+	MethodOpenWorktree = "bgagents/openWorktree"
+	MethodStopDaemon   = "bgagents/stopDaemon"
+)
+
+// Custom notifications (daemon → client).
+const (
+	NotifyAgentChanged = "bgagents/agentChanged"
+	NotifyOutput       = "bgagents/output"
+)
+
+// CommandSendToAgent is the workspace/executeCommand command behind the
+// "Send to background agent" code action.
+const CommandSendToAgent = "bgagents.sendToAgent"
+
+// Error codes beyond JSON-RPC's own (-32700 parse error, -32600 invalid
+// request, -32601 method not found, -32602 invalid params, -32603 internal
+// error). They sit in the range JSON-RPC reserves for servers.
+const (
+	CodeAgentNotFound  jsonrpc2.Code = -32040
+	CodeAmbiguousAgent jsonrpc2.Code = -32041
+	CodeInvalidState   jsonrpc2.Code = -32042
+	CodeRefused        jsonrpc2.Code = -32043
+	CodeConflict       jsonrpc2.Code = -32044
+	CodeAgentMissing   jsonrpc2.Code = -32045
+	CodeConfig         jsonrpc2.Code = -32046
+	CodeNotARepository jsonrpc2.Code = -32047
+	CodeNotReady       jsonrpc2.Code = -32048
+	CodeShutdown       jsonrpc2.Code = -32049
+	CodeRequestTooBig  jsonrpc2.Code = -32050
+)
+
+// HelloParams introduces a client.
+type HelloParams struct {
+	// Client names the client ("bgagents-cli", "vscode", "nvim").
+	Client string `json:"client,omitempty"`
+	// Version is the client's bgagents version.
+	Version string `json:"version,omitempty"`
+}
+
+// HelloResult describes the daemon.
+type HelloResult struct {
+	Version string `json:"version"`
+	Build   string `json:"build"`
+	PID     int    `json:"pid"`
+	Home    string `json:"home"`
+	Socket  string `json:"socket"`
+}
+
+// SpawnParams asks for a new agent.
+type SpawnParams struct {
+	// Task is what the agent should do (required).
+	Task string `json:"task"`
+	// Repo is an absolute path inside the git repository (required).
+	Repo string `json:"repo"`
+	// Name is the agent's name (slug); default: derived from the task.
+	Name string `json:"name,omitempty"`
+	// Agent is a configured agent ([agents.NAME]); default: [defaults].agent.
+	Agent string `json:"agent,omitempty"`
+	// Model overrides the agent's model.
+	Model string `json:"model,omitempty"`
+	// Base is the branch or commit to start from; default: the branch
+	// checked out in the main checkout.
+	Base string `json:"base,omitempty"`
+	// Timeout ("30m") stops the agent after that long; default: config.
+	Timeout agents.Duration `json:"timeout,omitempty"`
+	// Context is editor context (file, lines, text, diagnostic).
+	Context *agents.Context `json:"context,omitempty"`
+}
+
+// AgentResult carries one agent record.
+type AgentResult struct {
+	Agent *agents.Agent `json:"agent"`
+}
+
+// ListParams selects agents.
+type ListParams struct {
+	// Repo limits the list to one repository (any path inside it); empty
+	// lists every repository.
+	Repo string `json:"repo,omitempty"`
+	// States limits the list to these states.
+	States []agents.State `json:"states,omitempty"`
+}
+
+// ListResult is a list of agents, newest first.
+type ListResult struct {
+	Agents []*agents.Agent `json:"agents"`
+}
+
+// IDParams names one agent: a full id, a unique id prefix or a name. Repo
+// (optional) prefers that repository's agent when names repeat.
+type IDParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+}
+
+// GetResult is an agent and its state history.
+type GetResult struct {
+	Agent   *agents.Agent       `json:"agent"`
+	History []agents.Transition `json:"history"`
+}
+
+// LogParams asks for an agent's events.
+type LogParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+	// From is the first sequence number wanted (default 1).
+	From int64 `json:"from,omitempty"`
+	// Follow makes the daemon send later events as bgagents/output
+	// notifications to this session until bgagents/unfollow.
+	Follow bool `json:"follow,omitempty"`
+}
+
+// LogResult holds events in order; Next is the From of the next page.
+type LogResult struct {
+	ID     string         `json:"id"`
+	Events []agents.Event `json:"events"`
+	Next   int64          `json:"next"`
+	// More is set when the page was cut at the limit: ask again from Next.
+	More  bool         `json:"more"`
+	State agents.State `json:"state"`
+}
+
+// DiffParams asks for an agent's changes against its base commit.
+type DiffParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+	// Stat returns `git diff --stat` instead of the patch.
+	Stat bool `json:"stat,omitempty"`
+}
+
+// DiffResult is the diff of an agent's branch against its base commit.
+type DiffResult struct {
+	ID         string          `json:"id"`
+	Repo       string          `json:"repo"`
+	Worktree   string          `json:"worktree"`
+	Branch     string          `json:"branch"`
+	BaseCommit string          `json:"baseCommit"`
+	Head       string          `json:"head"`
+	Diff       string          `json:"diff"`
+	Stat       agents.DiffStat `json:"stat"`
+	Files      []FileChange    `json:"files"`
+}
+
+// FileChange is one file changed by an agent.
+type FileChange struct {
+	Path      string `json:"path"`
+	OldPath   string `json:"oldPath,omitempty"`
+	Status    string `json:"status"` // A, M, D, R
+	Additions int    `json:"additions"`
+	Deletions int    `json:"deletions"`
+}
+
+// MergeParams lands an agent's branch into its base.
+type MergeParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+	// Strategy is "merge" (a merge commit, the default) or "squash".
+	Strategy string `json:"strategy,omitempty"`
+}
+
+// DiscardParams throws an agent's work away.
+type DiscardParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+	// Force discards uncommitted or unmerged work, and cancels a live agent.
+	Force bool `json:"force,omitempty"`
+}
+
+// OpenWorktreeResult says where an agent's worktree is.
+type OpenWorktreeResult struct {
+	Path string `json:"path"`
+	URI  string `json:"uri"`
+}
+
+// AgentChangedParams is a full snapshot of an agent that changed.
+type AgentChangedParams struct {
+	Agent *agents.Agent `json:"agent"`
+}
+
+// OutputParams carries new events of an agent this session follows.
+type OutputParams struct {
+	ID     string         `json:"id"`
+	Events []agents.Event `json:"events"`
+}
+
+// SendToAgentArgs is the argument of the bgagents.sendToAgent command
+// (workspace/executeCommand); the code action fills uri, range, text and
+// diagnostic; editors may add task, agent and model.
+type SendToAgentArgs struct {
+	URI        string    `json:"uri"`
+	Range      *LSPRange `json:"range,omitempty"`
+	Text       string    `json:"text,omitempty"`
+	Diagnostic string    `json:"diagnostic,omitempty"`
+	Task       string    `json:"task,omitempty"`
+	Agent      string    `json:"agent,omitempty"`
+	Model      string    `json:"model,omitempty"`
+	Name       string    `json:"name,omitempty"`
+	Base       string    `json:"base,omitempty"`
+}
+
+// LSPRange is an LSP range (zero-based lines and UTF-16 characters).
+type LSPRange struct {
+	Start LSPPos `json:"start"`
+	End   LSPPos `json:"end"`
+}
+
+// LSPPos is an LSP position.
+type LSPPos struct {
+	Line      uint32 `json:"line"`
+	Character uint32 `json:"character"`
+}
+
+// ExperimentalCapabilities is what a client declares under
+// capabilities.experimental.bgagents in initialize.
+type ExperimentalCapabilities struct {
+	// Notifications: the client handles bgagents/agentChanged and
+	// bgagents/output; without it the daemon tells the user about finished
+	// agents with window/showMessage.
+	Notifications bool `json:"notifications"`
+}

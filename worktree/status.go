@@ -1,0 +1,112 @@
+package worktree
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Fallback identity for commits made where git has none configured.
+const (
+	fallbackName  = "bgagents"
+	fallbackEmail = "bgagents@localhost"
+)
+
+// Dirty reports whether the checkout at path has tracked changes or
+// untracked files that are not ignored.
+func Dirty(ctx context.Context, path string) (bool, error) {
+	out, _, err := run(ctx, path, runOpts{}, "status", "--porcelain", "-z", "--untracked-files=normal")
+	if err != nil {
+		return false, fmt.Errorf("status of %s: %w", path, err)
+	}
+	return len(out) > 0, nil
+}
+
+// DirtyFiles lists the paths `git status --porcelain` reports in path:
+// changed tracked files (the new name for renames) and untracked files;
+// an untracked directory is listed once, with a trailing '/'.
+func DirtyFiles(ctx context.Context, path string) ([]string, error) {
+	files, err := statusFiles(ctx, path, "--untracked-files=normal")
+	if err != nil {
+		return nil, fmt.Errorf("status of %s: %w", path, err)
+	}
+	return files, nil
+}
+
+func statusFiles(ctx context.Context, path, untracked string) ([]string, error) {
+	out, _, err := run(ctx, path, runOpts{}, "status", "--porcelain", "-z", untracked)
+	if err != nil {
+		return nil, err
+	}
+	return parseStatusZ(out), nil
+}
+
+// parseStatusZ parses `git status --porcelain -z` (v1): "XY path" entries,
+// renames and copies followed by one more entry holding the old path.
+func parseStatusZ(out []byte) []string {
+	var files []string
+	fields := splitNUL(out)
+	for i := 0; i < len(fields); i++ {
+		f := fields[i]
+		if len(f) < 4 {
+			continue
+		}
+		files = append(files, f[3:])
+		if f[0] == 'R' || f[0] == 'C' || f[1] == 'R' || f[1] == 'C' {
+			i++ // skip the old path
+		}
+	}
+	return files
+}
+
+// CommitAll stages everything in the checkout at path (`git add -A`) and
+// commits it with message, skipping hooks. It returns false when there was
+// nothing to commit. Without a configured identity it commits as
+// bgagents <bgagents@localhost>.
+func CommitAll(ctx context.Context, path, message string) (bool, error) {
+	if strings.TrimSpace(message) == "" {
+		return false, fmt.Errorf("commit in %s: empty commit message", path)
+	}
+	if _, err := Git(ctx, path, "add", "-A"); err != nil {
+		return false, fmt.Errorf("commit in %s: %w", path, err)
+	}
+	_, code, err := run(ctx, path, runOpts{ok: []int{1}}, "diff", "--cached", "--quiet", "--no-ext-diff")
+	if err != nil {
+		return false, fmt.Errorf("commit in %s: %w", path, err)
+	}
+	if code == 0 {
+		return false, nil
+	}
+	env, err := identityEnv(ctx, path)
+	if err != nil {
+		return false, fmt.Errorf("commit in %s: %w", path, err)
+	}
+	_, _, err = run(ctx, path, runOpts{stdin: strings.NewReader(message), env: env},
+		"commit", "--no-verify", "--quiet", "-F", "-")
+	if err != nil {
+		return false, fmt.Errorf("commit in %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// identityEnv returns GIT_AUTHOR_* / GIT_COMMITTER_* entries for whichever
+// identity git cannot determine in dir, and nothing when both are set.
+func identityEnv(ctx context.Context, dir string) ([]string, error) {
+	var env []string
+	for _, who := range []string{"AUTHOR", "COMMITTER"} {
+		_, err := Git(ctx, dir, "var", "GIT_"+who+"_IDENT")
+		var ge *GitError
+		switch {
+		case err == nil:
+			continue
+		case errors.As(err, &ge):
+			env = append(env,
+				"GIT_"+who+"_NAME="+fallbackName,
+				"GIT_"+who+"_EMAIL="+fallbackEmail)
+		default:
+			return nil, fmt.Errorf("check %s identity: %w", strings.ToLower(who), err)
+		}
+	}
+	return env, nil
+}
