@@ -586,7 +586,13 @@ func daemonCmd() *cobra.Command {
 				return err
 			}
 			defer sync()
-			return server.RunDaemon(cmd.Context(), server.Options{Paths: p, Logger: log})
+			var grace time.Duration
+			if g := os.Getenv("BGAGENTS_GRACE"); g != "" {
+				if grace, err = time.ParseDuration(g); err != nil {
+					return fmt.Errorf("BGAGENTS_GRACE: %w", err)
+				}
+			}
+			return server.RunDaemon(cmd.Context(), server.Options{Paths: p, Logger: log, Grace: grace})
 		},
 	}
 	c.Flags().BoolVar(&stop, "stop", false, "stop the running daemon (agents keep running; the next command starts a new daemon)")

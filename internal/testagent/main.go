@@ -1,0 +1,105 @@
+// Command testagent is the scripted agent the integration tests run. Its
+// task (the last argument) is a script of steps separated by ";":
+//
+//	write PATH TEXT...   write TEXT to PATH (relative to the worktree)
+//	append PATH TEXT...  append a line
+//	say TEXT...          print TEXT on stdout
+//	err TEXT...          print TEXT on stderr
+//	json TEXT...         print TEXT (a JSON line) on stdout verbatim
+//	lines N              print N numbered lines
+//	ignoreterm           ignore SIGTERM from now on
+//	fork PIDFILE         start a child that ignores SIGTERM and hangs; write its pid
+//	pidfile PATH         write this process's pid to PATH
+//	waitfile PATH        block until PATH exists
+//	hang                 block forever
+//	exit N               exit with code N
+//
+// It is a real process with real signals: no part of it is mocked.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "--child" {
+		signal.Ignore(syscall.SIGTERM)
+		hang()
+	}
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "testagent: no script")
+		os.Exit(2)
+	}
+	script := os.Args[len(os.Args)-1]
+	for _, step := range strings.Split(script, ";") {
+		f := strings.Fields(step)
+		if len(f) == 0 {
+			continue
+		}
+		rest := strings.Join(f[1:], " ")
+		switch f[0] {
+		case "write":
+			must(os.WriteFile(f[1], []byte(strings.Join(f[2:], " ")+"\n"), 0o644))
+		case "append":
+			fh, err := os.OpenFile(f[1], os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+			must(err)
+			_, err = fmt.Fprintln(fh, strings.Join(f[2:], " "))
+			must(err)
+			must(fh.Close())
+		case "say", "json":
+			fmt.Println(rest)
+		case "err":
+			fmt.Fprintln(os.Stderr, rest)
+		case "lines":
+			n, _ := strconv.Atoi(rest)
+			for i := 1; i <= n; i++ {
+				fmt.Printf("line %d\n", i)
+			}
+		case "ignoreterm":
+			signal.Ignore(syscall.SIGTERM)
+		case "fork":
+			cmd := exec.Command(os.Args[0], "--child")
+			must(cmd.Start())
+			must(os.WriteFile(f[1], []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
+		case "pidfile":
+			must(os.WriteFile(f[1], []byte(strconv.Itoa(os.Getpid())), 0o644))
+		case "waitfile":
+			for {
+				if _, err := os.Stat(f[1]); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		case "hang":
+			hang()
+		case "exit":
+			n, _ := strconv.Atoi(rest)
+			os.Exit(n)
+		default:
+			fmt.Fprintf(os.Stderr, "testagent: unknown step %q\n", f[0])
+			os.Exit(2)
+		}
+	}
+}
+
+// hang blocks until the process is killed. (A bare select{} would be
+// reported by the Go runtime as a deadlock.)
+func hang() {
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testagent:", err)
+		os.Exit(3)
+	}
+}
