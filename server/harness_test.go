@@ -186,3 +186,10 @@ func agentChanged(id string, states ...agents.State) func(server.Note) bool {
 		return false
 	}
 }
+
+func writeFile(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

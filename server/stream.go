@@ -26,8 +26,8 @@ const maxHeaderBytes = 8 << 10
 // connection has to end.
 var ErrFraming = errors.New("lsp framing error")
 
-// stream is a jsonrpc2.Stream speaking LSP framing that survives bad messages.
-type stream struct {
+// lspStream is a jsonrpc2.Stream speaking LSP framing that survives bad messages.
+type lspStream struct {
 	rwc io.ReadWriteCloser
 	max int64
 
@@ -59,7 +59,7 @@ func NewStream(rwc io.ReadWriteCloser, max int) jsonrpc2.Stream {
 	if max <= 0 {
 		max = DefaultMaxMessage
 	}
-	return &stream{
+	return &lspStream{
 		rwc: rwc,
 		max: int64(max),
 		in:  bufio.NewReaderSize(rwc, 16<<10),
@@ -68,7 +68,7 @@ func NewStream(rwc io.ReadWriteCloser, max int) jsonrpc2.Stream {
 
 // Read implements jsonrpc2.Stream. It returns the next valid message,
 // answering and skipping the invalid ones before it.
-func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
+func (s *lspStream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 	var total int64
 	for {
 		select {
@@ -102,7 +102,7 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 		}
 		total += length
 
-		msg, rej := decodeBody(body)
+		msg, rej := validateBody(body)
 		if rej == nil {
 			return msg, total, nil
 		}
@@ -117,7 +117,7 @@ func (s *stream) Read(ctx context.Context) (jsonrpc2.Message, int64, error) {
 
 // readHeader reads one header block and returns the body length it declares
 // and the number of bytes read.
-func (s *stream) readHeader() (length, n int64, err error) {
+func (s *lspStream) readHeader() (length, n int64, err error) {
 	length = -1
 	sawHeader := false
 	for {
@@ -147,16 +147,16 @@ func (s *stream) readHeader() (length, n int64, err error) {
 
 		colon := bytes.IndexByte(line, ':')
 		if colon < 0 {
-			return 0, n, s.framingError(fmt.Sprintf("header line %s has no colon", quoteShort(line)), nil)
+			return 0, n, s.framingError(fmt.Sprintf("header line %s has no colon", quoteClipped(line)), nil)
 		}
 		name := bytes.TrimSpace(line[:colon])
 		if !strings.EqualFold(string(name), jsonrpc2.HdrContentLength) {
 			continue // Content-Type and unknown headers are ignored
 		}
 		value := bytes.TrimSpace(line[colon+1:])
-		v, ok := parseLength(value)
+		v, ok := parseContentLength(value)
 		if !ok {
-			return 0, n, s.framingError(fmt.Sprintf("invalid Content-Length %s", quoteShort(value)), nil)
+			return 0, n, s.framingError(fmt.Sprintf("invalid Content-Length %s", quoteClipped(value)), nil)
 		}
 		if length >= 0 && v != length {
 			return 0, n, s.framingError(fmt.Sprintf("conflicting Content-Length headers %d and %d", length, v), nil)
@@ -169,8 +169,8 @@ func (s *stream) readHeader() (length, n int64, err error) {
 	return length, n, nil
 }
 
-// parseLength parses a Content-Length value: decimal digits only.
-func parseLength(b []byte) (int64, bool) {
+// parseContentLength parses a Content-Length value: decimal digits only.
+func parseContentLength(b []byte) (int64, bool) {
 	if len(b) == 0 {
 		return 0, false
 	}
@@ -183,8 +183,8 @@ func parseLength(b []byte) (int64, bool) {
 	return v, err == nil
 }
 
-// quoteShort quotes b for an error message, cut to a readable length.
-func quoteShort(b []byte) string {
+// quoteClipped quotes b for an error message, cut to a readable length.
+func quoteClipped(b []byte) string {
 	const limit = 64
 	if len(b) > limit {
 		return strconv.Quote(string(b[:limit])) + "..."
@@ -194,7 +194,7 @@ func quoteShort(b []byte) string {
 
 // framingError tells the peer (best effort) that its framing is broken and
 // returns the error that ends the connection.
-func (s *stream) framingError(problem string, cause error) error {
+func (s *lspStream) framingError(problem string, cause error) error {
 	_ = s.replyError(nil, jsonrpc2.ParseError, problem+"; cannot find the next message, closing the connection")
 	if cause != nil {
 		return fmt.Errorf("reading message header: %s: %w: %w", problem, ErrFraming, cause)
@@ -203,7 +203,7 @@ func (s *stream) framingError(problem string, cause error) error {
 }
 
 // bodyError handles a failure to read or skip a message body.
-func (s *stream) bodyError(length int64, err error) error {
+func (s *lspStream) bodyError(length int64, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		problem := fmt.Sprintf("stream ended inside a %d-byte message body", length)
 		_ = s.replyError(nil, jsonrpc2.ParseError, problem+"; closing the connection")
@@ -213,7 +213,7 @@ func (s *stream) bodyError(length int64, err error) error {
 }
 
 // replyError writes an error response from the read side.
-func (s *stream) replyError(id json.RawMessage, code jsonrpc2.Code, msg string) error {
+func (s *lspStream) replyError(id json.RawMessage, code jsonrpc2.Code, msg string) error {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := WriteErrorResponse(s.rwc, id, code, msg); err != nil {
@@ -223,19 +223,19 @@ func (s *stream) replyError(id json.RawMessage, code jsonrpc2.Code, msg string) 
 }
 
 // Write implements jsonrpc2.Stream.
-func (s *stream) Write(ctx context.Context, msg jsonrpc2.Message) (int64, error) {
+func (s *lspStream) Write(ctx context.Context, msg jsonrpc2.Message) (int64, error) {
 	select {
 	case <-ctx.Done():
 		return 0, fmt.Errorf("writing message: %w", ctx.Err())
 	default:
 	}
-	body, err := marshal(msg)
+	body, err := marshalNoEscape(msg)
 	if err != nil {
 		return 0, fmt.Errorf("marshaling message: %w", err)
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	n, err := writeFrame(s.rwc, body)
+	n, err := writeLSPFrame(s.rwc, body)
 	if err != nil {
 		return n, fmt.Errorf("writing message: %w", err)
 	}
@@ -243,13 +243,13 @@ func (s *stream) Write(ctx context.Context, msg jsonrpc2.Message) (int64, error)
 }
 
 // Close implements jsonrpc2.Stream.
-func (s *stream) Close() error {
+func (s *lspStream) Close() error {
 	return s.rwc.Close()
 }
 
-// marshal encodes v as JSON without escaping <, > and &, so the bytes of
+// marshalNoEscape encodes v as JSON without escaping <, > and &, so the bytes of
 // params and results pass through unchanged.
-func marshal(v any) ([]byte, error) {
+func marshalNoEscape(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -259,8 +259,8 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// writeFrame writes body with its Content-Length header in one Write call.
-func writeFrame(w io.Writer, body []byte) (int64, error) {
+// writeLSPFrame writes body with its Content-Length header in one Write call.
+func writeLSPFrame(w io.Writer, body []byte) (int64, error) {
 	buf := make([]byte, 0, len(body)+32)
 	buf = append(buf, jsonrpc2.HdrContentLength+": "...)
 	buf = strconv.AppendInt(buf, int64(len(body)), 10)
@@ -270,15 +270,15 @@ func writeFrame(w io.Writer, body []byte) (int64, error) {
 	return int64(n), err
 }
 
-// errorResponse is a JSON-RPC 2.0 error response.
-type errorResponse struct {
+// wireErrorResponse is a JSON-RPC 2.0 error response.
+type wireErrorResponse struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"` // nil encodes as null
-	Error   wireError       `json:"error"`
+	Error   wireErrorObject `json:"error"`
 }
 
-// wireError is the error member of a response.
-type wireError struct {
+// wireErrorObject is the error member of a response.
+type wireErrorObject struct {
 	Code    int32           `json:"code"`
 	Message string          `json:"message"`
 	Data    json.RawMessage `json:"data,omitempty"`
@@ -290,18 +290,18 @@ func WriteErrorResponse(w io.Writer, id json.RawMessage, code jsonrpc2.Code, msg
 	if len(id) > 0 && !json.Valid(id) {
 		id = nil
 	}
-	body, err := marshal(errorResponse{JSONRPC: jsonrpc2.Version, ID: id, Error: wireError{Code: int32(code), Message: msg}})
+	body, err := marshalNoEscape(wireErrorResponse{JSONRPC: jsonrpc2.Version, ID: id, Error: wireErrorObject{Code: int32(code), Message: msg}})
 	if err != nil {
 		return fmt.Errorf("marshaling error response: %w", err)
 	}
-	if _, err := writeFrame(w, body); err != nil {
+	if _, err := writeLSPFrame(w, body); err != nil {
 		return fmt.Errorf("writing error response: %w", err)
 	}
 	return nil
 }
 
-// rejection describes why a message body was refused.
-type rejection struct {
+// msgRejection describes why a message body was refused.
+type msgRejection struct {
 	id     json.RawMessage // echoed id; nil for null
 	code   jsonrpc2.Code
 	msg    string
@@ -310,35 +310,35 @@ type rejection struct {
 
 // canonicalMessage holds exactly the members jsonrpc2 decodes, validated.
 type canonicalMessage struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id,omitempty"`
-	Method  json.RawMessage `json:"method,omitempty"`
-	Params  json.RawMessage `json:"params,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   *wireError      `json:"error,omitempty"`
+	JSONRPC string           `json:"jsonrpc"`
+	ID      json.RawMessage  `json:"id,omitempty"`
+	Method  json.RawMessage  `json:"method,omitempty"`
+	Params  json.RawMessage  `json:"params,omitempty"`
+	Result  json.RawMessage  `json:"result,omitempty"`
+	Error   *wireErrorObject `json:"error,omitempty"`
 }
 
-// decodeBody validates one message body and decodes it, or says why not.
+// validateBody validates one message body and decodes it, or says why not.
 //
 // jsonrpc2.DecodeMessage matches member names case-insensitively, keeps the
 // last of duplicate members, and fails the whole connection on an id it
 // cannot hold, so the message handed to it is rebuilt from the validated
 // members only.
-func decodeBody(body []byte) (jsonrpc2.Message, *rejection) {
+func validateBody(body []byte) (jsonrpc2.Message, *msgRejection) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil {
 		var syntax *json.SyntaxError
 		if errors.As(err, &syntax) || !json.Valid(body) {
-			return nil, &rejection{code: jsonrpc2.ParseError, msg: fmt.Sprintf("message is not valid JSON: %v", err)}
+			return nil, &msgRejection{code: jsonrpc2.ParseError, msg: fmt.Sprintf("message is not valid JSON: %v", err)}
 		}
-		kind := jsonKind(bytes.TrimSpace(body))
+		kind := jsonValueKind(bytes.TrimSpace(body))
 		if kind == "array" {
-			return nil, &rejection{code: jsonrpc2.InvalidRequest, msg: "batch requests are not supported; send one message per frame"}
+			return nil, &msgRejection{code: jsonrpc2.InvalidRequest, msg: "batch requests are not supported; send one message per frame"}
 		}
-		return nil, &rejection{code: jsonrpc2.InvalidRequest, msg: "message must be a JSON object, not " + article(kind)}
+		return nil, &msgRejection{code: jsonrpc2.InvalidRequest, msg: "message must be a JSON object, not " + withArticle(kind)}
 	}
 	if obj == nil {
-		return nil, &rejection{code: jsonrpc2.InvalidRequest, msg: "message must be a JSON object, not null"}
+		return nil, &msgRejection{code: jsonrpc2.InvalidRequest, msg: "message must be a JSON object, not null"}
 	}
 
 	idRaw, hasID := obj["id"]
@@ -346,15 +346,15 @@ func decodeBody(body []byte) (jsonrpc2.Message, *rejection) {
 	_, hasResult := obj["result"]
 	_, hasError := obj["error"]
 	if !hasMethod && (hasResult || hasError) {
-		return decodeResponse(obj)
+		return validateResponse(obj)
 	}
 
 	var echo json.RawMessage
-	if k := jsonKind(idRaw); hasID && (k == "string" || k == "number") {
+	if k := jsonValueKind(idRaw); hasID && (k == "string" || k == "number") {
 		echo = idRaw
 	}
-	reject := func(format string, args ...any) (jsonrpc2.Message, *rejection) {
-		return nil, &rejection{id: echo, code: jsonrpc2.InvalidRequest, msg: fmt.Sprintf(format, args...)}
+	reject := func(format string, args ...any) (jsonrpc2.Message, *msgRejection) {
+		return nil, &msgRejection{id: echo, code: jsonrpc2.InvalidRequest, msg: fmt.Sprintf(format, args...)}
 	}
 
 	if !hasMethod {
@@ -363,12 +363,12 @@ func decodeBody(body []byte) (jsonrpc2.Message, *rejection) {
 		}
 		return reject("message has an id but no method, result or error")
 	}
-	if problem := checkVersion(obj); problem != "" {
+	if problem := checkJSONRPCVersion(obj); problem != "" {
 		return reject("%s", problem)
 	}
 	canon := canonicalMessage{JSONRPC: jsonrpc2.Version}
 	if hasID {
-		id, problem := canonicalID(idRaw)
+		id, problem := canonicalRPCID(idRaw)
 		if problem != "" {
 			return reject("%s", problem)
 		}
@@ -376,8 +376,8 @@ func decodeBody(body []byte) (jsonrpc2.Message, *rejection) {
 	}
 
 	var method string
-	if k := jsonKind(methodRaw); k != "string" {
-		return reject("method must be a string, not %s", article(k))
+	if k := jsonValueKind(methodRaw); k != "string" {
+		return reject("method must be a string, not %s", withArticle(k))
 	}
 	if err := json.Unmarshal(methodRaw, &method); err != nil {
 		return reject("method must be a string: %v", err)
@@ -385,16 +385,16 @@ func decodeBody(body []byte) (jsonrpc2.Message, *rejection) {
 	if method == "" {
 		return reject("method must not be empty")
 	}
-	canon.Method, _ = marshal(method)
+	canon.Method, _ = marshalNoEscape(method)
 
 	if params, ok := obj["params"]; ok {
-		switch k := jsonKind(params); k {
+		switch k := jsonValueKind(params); k {
 		case "object", "array":
 			canon.Params = params
 		case "null":
 			// treated as absent, as several clients send it
 		default:
-			return reject("params must be an object or an array, not %s", article(k))
+			return reject("params must be an object or an array, not %s", withArticle(k))
 		}
 	}
 
@@ -405,26 +405,26 @@ func decodeBody(body []byte) (jsonrpc2.Message, *rejection) {
 	return msg, nil
 }
 
-// decodeResponse validates a response (a message with a result or an error
+// validateResponse validates a response (a message with a result or an error
 // and no method). It is never answered: with a usable id, a malformed
 // response is turned into an error response for that id; otherwise it is
 // dropped.
-func decodeResponse(obj map[string]json.RawMessage) (jsonrpc2.Message, *rejection) {
-	drop := &rejection{silent: true}
+func validateResponse(obj map[string]json.RawMessage) (jsonrpc2.Message, *msgRejection) {
+	drop := &msgRejection{silent: true}
 	idRaw, ok := obj["id"]
 	if !ok {
 		return nil, drop
 	}
-	id, problem := canonicalID(idRaw)
+	id, problem := canonicalRPCID(idRaw)
 	if problem != "" {
 		return nil, drop
 	}
 	canon := canonicalMessage{JSONRPC: jsonrpc2.Version, ID: id}
-	if problem := checkVersion(obj); problem != "" {
+	if problem := checkJSONRPCVersion(obj); problem != "" {
 		return malformedResponse(canon, problem)
 	}
 
-	if e, ok := obj["error"]; ok && jsonKind(e) != "null" {
+	if e, ok := obj["error"]; ok && jsonValueKind(e) != "null" {
 		we, problem := parseWireError(e)
 		if problem != "" {
 			return malformedResponse(canon, problem)
@@ -445,19 +445,19 @@ func decodeResponse(obj map[string]json.RawMessage) (jsonrpc2.Message, *rejectio
 
 // malformedResponse turns a response that cannot be used into an error
 // response for the same id, so the waiting call fails instead of hanging.
-func malformedResponse(canon canonicalMessage, problem string) (jsonrpc2.Message, *rejection) {
+func malformedResponse(canon canonicalMessage, problem string) (jsonrpc2.Message, *msgRejection) {
 	canon.Result = nil
-	canon.Error = &wireError{Code: int32(jsonrpc2.InvalidRequest), Message: "malformed response from peer: " + problem}
+	canon.Error = &wireErrorObject{Code: int32(jsonrpc2.InvalidRequest), Message: "malformed response from peer: " + problem}
 	msg, err := decodeCanonical(canon)
 	if err != nil {
-		return nil, &rejection{silent: true}
+		return nil, &msgRejection{silent: true}
 	}
 	return msg, nil
 }
 
 // decodeCanonical encodes canon and hands it to jsonrpc2.
 func decodeCanonical(canon canonicalMessage) (jsonrpc2.Message, error) {
-	data, err := marshal(canon)
+	data, err := marshalNoEscape(canon)
 	if err != nil {
 		return nil, fmt.Errorf("re-encoding message: %w", err)
 	}
@@ -468,25 +468,25 @@ func decodeCanonical(canon canonicalMessage) (jsonrpc2.Message, error) {
 	return msg, nil
 }
 
-// checkVersion reports what is wrong with the jsonrpc member, or "".
-func checkVersion(obj map[string]json.RawMessage) string {
+// checkJSONRPCVersion reports what is wrong with the jsonrpc member, or "".
+func checkJSONRPCVersion(obj map[string]json.RawMessage) string {
 	raw, ok := obj["jsonrpc"]
 	if !ok {
 		return `message lacks "jsonrpc": "2.0"`
 	}
 	var v string
-	if jsonKind(raw) != "string" || json.Unmarshal(raw, &v) != nil || v != jsonrpc2.Version {
-		return fmt.Sprintf(`jsonrpc is %s; it must be "2.0"`, shorten(string(raw)))
+	if jsonValueKind(raw) != "string" || json.Unmarshal(raw, &v) != nil || v != jsonrpc2.Version {
+		return fmt.Sprintf(`jsonrpc is %s; it must be "2.0"`, clipText(string(raw)))
 	}
 	return ""
 }
 
-// canonicalID validates an id: a non-empty string or an integer that fits
+// canonicalRPCID validates an id: a non-empty string or an integer that fits
 // int32, the only ids jsonrpc2 can hold. It returns the id re-encoded, or
 // what is wrong with it.
-func canonicalID(raw json.RawMessage) (json.RawMessage, string) {
+func canonicalRPCID(raw json.RawMessage) (json.RawMessage, string) {
 	const remedy = "use a string or a 32-bit integer id"
-	switch k := jsonKind(raw); k {
+	switch k := jsonValueKind(raw); k {
 	case "string":
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -495,7 +495,7 @@ func canonicalID(raw json.RawMessage) (json.RawMessage, string) {
 		if s == "" {
 			return nil, "id must not be an empty string; " + remedy
 		}
-		b, err := marshal(s)
+		b, err := marshalNoEscape(s)
 		if err != nil {
 			return nil, fmt.Sprintf("id cannot be encoded: %v", err)
 		}
@@ -503,45 +503,45 @@ func canonicalID(raw json.RawMessage) (json.RawMessage, string) {
 	case "number":
 		text := string(raw)
 		if strings.ContainsAny(text, ".eE") {
-			return nil, fmt.Sprintf("id %s is not an integer; %s", shorten(text), remedy)
+			return nil, fmt.Sprintf("id %s is not an integer; %s", clipText(text), remedy)
 		}
 		v, err := strconv.ParseInt(text, 10, 32)
 		if err != nil {
-			return nil, fmt.Sprintf("id %s is out of range; %s", shorten(text), remedy)
+			return nil, fmt.Sprintf("id %s is out of range; %s", clipText(text), remedy)
 		}
 		return json.RawMessage(strconv.FormatInt(v, 10)), ""
 	default:
-		return nil, fmt.Sprintf("id must be a string or a 32-bit integer, not %s", article(k))
+		return nil, fmt.Sprintf("id must be a string or a 32-bit integer, not %s", withArticle(k))
 	}
 }
 
 // parseWireError validates the error member of a response.
-func parseWireError(raw json.RawMessage) (*wireError, string) {
+func parseWireError(raw json.RawMessage) (*wireErrorObject, string) {
 	var obj map[string]json.RawMessage
-	if jsonKind(raw) != "object" || json.Unmarshal(raw, &obj) != nil {
-		return nil, "error must be an object, not " + article(jsonKind(raw))
+	if jsonValueKind(raw) != "object" || json.Unmarshal(raw, &obj) != nil {
+		return nil, "error must be an object, not " + withArticle(jsonValueKind(raw))
 	}
-	we := &wireError{}
+	we := &wireErrorObject{}
 	if c, ok := obj["code"]; ok {
 		v, err := strconv.ParseInt(string(c), 10, 32)
-		if jsonKind(c) != "number" || err != nil {
-			return nil, fmt.Sprintf("error code %s is not a 32-bit integer", quoteShort(c))
+		if jsonValueKind(c) != "number" || err != nil {
+			return nil, fmt.Sprintf("error code %s is not a 32-bit integer", quoteClipped(c))
 		}
 		we.Code = int32(v)
 	}
 	if m, ok := obj["message"]; ok {
-		if jsonKind(m) != "string" || json.Unmarshal(m, &we.Message) != nil {
-			return nil, "error message must be a string, not " + article(jsonKind(m))
+		if jsonValueKind(m) != "string" || json.Unmarshal(m, &we.Message) != nil {
+			return nil, "error message must be a string, not " + withArticle(jsonValueKind(m))
 		}
 	}
-	if d, ok := obj["data"]; ok && jsonKind(d) != "null" {
+	if d, ok := obj["data"]; ok && jsonValueKind(d) != "null" {
 		we.Data = d
 	}
 	return we, ""
 }
 
-// jsonKind names the kind of a valid JSON value from its first byte.
-func jsonKind(raw []byte) string {
+// jsonValueKind names the kind of a valid JSON value from its first byte.
+func jsonValueKind(raw []byte) string {
 	if len(raw) == 0 {
 		return "nothing"
 	}
@@ -561,8 +561,8 @@ func jsonKind(raw []byte) string {
 	}
 }
 
-// article prefixes a kind with its indefinite article ("an object", "null").
-func article(kind string) string {
+// withArticle prefixes a kind with its indefinite article ("an object", "null").
+func withArticle(kind string) string {
 	switch kind {
 	case "null", "nothing":
 		return kind
@@ -573,8 +573,8 @@ func article(kind string) string {
 	}
 }
 
-// shorten cuts s for an error message.
-func shorten(s string) string {
+// clipText cuts s for an error message.
+func clipText(s string) string {
 	const limit = 64
 	if len(s) > limit {
 		return s[:limit] + "..."

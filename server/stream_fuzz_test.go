@@ -13,10 +13,10 @@ import (
 	"go.lsp.dev/jsonrpc2"
 )
 
-// fuzzMax is small so that the fuzzer reaches the oversize path.
-const fuzzMax = 512
+// stFuzzMax is small so that the fuzzer reaches the oversize path.
+const stFuzzMax = 512
 
-var fuzzBodies = []string{
+var stFuzzBodies = []string{
 	``,
 	`{}`,
 	`[]`,
@@ -38,7 +38,7 @@ var fuzzBodies = []string{
 	`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"m"}}`,
 	`{"jsonrpc":"2.0","id":1,"method":"m","params":{"s":"\ud800\u0000` + "\xff" + `"}}`,
 	`{"jsonrpc":"2.0","id":1,"method":"m"} trailing`,
-	`{"jsonrpc":"2.0","id":1,"method":"m","params":{"pad":"` + strings.Repeat("x", fuzzMax) + `"}}`,
+	`{"jsonrpc":"2.0","id":1,"method":"m","params":{"pad":"` + strings.Repeat("x", stFuzzMax) + `"}}`,
 }
 
 // FuzzStreamRead feeds arbitrary bytes as one properly framed body: Read must
@@ -47,16 +47,16 @@ var fuzzBodies = []string{
 // exception is an invalid response (no method, a result or an error), which
 // is dropped without an answer.
 func FuzzStreamRead(f *testing.F) {
-	for _, b := range fuzzBodies {
+	for _, b := range stFuzzBodies {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		in := append([]byte(fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))), body...)
-		c := &memConn{r: bytes.NewReader(in)}
-		s := NewStream(c, fuzzMax)
+		c := &stMemConn{r: bytes.NewReader(in)}
+		s := NewStream(c, stFuzzMax)
 
 		msg, n, err := s.Read(context.Background())
-		frames, perr := parseFrames(c.written())
+		frames, perr := stParseFrames(c.written())
 		if perr != nil {
 			t.Fatalf("written output %q is not well framed: %v", c.written(), perr)
 		}
@@ -100,14 +100,14 @@ func FuzzStreamRead(f *testing.F) {
 				t.Fatalf("body %q is not a response but was dropped without an answer", body)
 			}
 		case 1:
-			r, err := parseResp(frames[0])
+			r, err := stParseResp(frames[0])
 			if err != nil {
 				t.Fatal(err)
 			}
 			if r.Error == nil || (r.Error.Code != jsonrpc2.ParseError && r.Error.Code != jsonrpc2.InvalidRequest) || r.Error.Message == "" {
 				t.Fatalf("answer %s is not a ParseError or InvalidRequest", frames[0])
 			}
-			if len(body) > fuzzMax && !strings.Contains(r.Error.Message, "exceeds the 512-byte limit") {
+			if len(body) > stFuzzMax && !strings.Contains(r.Error.Message, fmt.Sprintf("exceeds the %d-byte limit", stFuzzMax)) {
 				t.Fatalf("oversized body answered with %s", frames[0])
 			}
 		default:
@@ -125,12 +125,12 @@ func FuzzStreamFrames(f *testing.F) {
 	f.Add([]byte("Content-Type: x\r\nContent-Length: 2\r\n\r\n[]\r\nContent-Length: 1"))
 	f.Add([]byte("Content-Length: 600\r\n\r\n" + strings.Repeat("a", 600)))
 	f.Add([]byte("hello\r\n\r\n"))
-	for _, b := range fuzzBodies {
+	for _, b := range stFuzzBodies {
 		f.Add([]byte(fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(b), b)))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		c := &memConn{r: bytes.NewReader(data)}
-		s := NewStream(c, fuzzMax)
+		c := &stMemConn{r: bytes.NewReader(data)}
+		s := NewStream(c, stFuzzMax)
 		var err error
 		for i := 0; err == nil; i++ {
 			if i > len(data)+1 {
@@ -141,12 +141,12 @@ func FuzzStreamFrames(f *testing.F) {
 		if err != io.EOF && !errors.Is(err, ErrFraming) {
 			t.Fatalf("Read ended with %v, want io.EOF or ErrFraming", err)
 		}
-		frames, perr := parseFrames(c.written())
+		frames, perr := stParseFrames(c.written())
 		if perr != nil {
 			t.Fatalf("written output %q is not well framed: %v", c.written(), perr)
 		}
 		for _, fr := range frames {
-			if r, err := parseResp(fr); err != nil || r.Error == nil {
+			if r, err := stParseResp(fr); err != nil || r.Error == nil {
 				t.Fatalf("wrote %s, want an error response (%v)", fr, err)
 			}
 		}

@@ -20,11 +20,11 @@ import (
 	"go.lsp.dev/jsonrpc2"
 )
 
-// testDeadline bounds every blocking step of these tests.
-const testDeadline = 10 * time.Second
+// stDeadline bounds every blocking step of these tests.
+const stDeadline = 10 * time.Second
 
-// memConn is an in-memory io.ReadWriteCloser: reads come from r, writes are kept.
-type memConn struct {
+// stMemConn is an in-memory io.ReadWriteCloser: reads come from r, writes are kept.
+type stMemConn struct {
 	r io.Reader
 
 	// guards out
@@ -32,29 +32,29 @@ type memConn struct {
 	out bytes.Buffer
 }
 
-func (c *memConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *stMemConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-func (c *memConn) Write(p []byte) (int, error) {
+func (c *stMemConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.out.Write(p)
 }
 
-func (c *memConn) Close() error { return nil }
+func (c *stMemConn) Close() error { return nil }
 
-func (c *memConn) written() []byte {
+func (c *stMemConn) written() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return bytes.Clone(c.out.Bytes())
 }
 
-// frame wraps body in standard LSP framing.
-func frame(body string) string {
+// stFrame wraps body in standard LSP framing.
+func stFrame(body string) string {
 	return fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)
 }
 
-// readFrame reads one frame as this package writes them, strictly.
-func readFrame(r *bufio.Reader) ([]byte, error) {
+// stReadFrame reads one frame as this package writes them, strictly.
+func stReadFrame(r *bufio.Reader) ([]byte, error) {
 	length := -1
 	for {
 		line, err := r.ReadString('\n')
@@ -85,12 +85,12 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 	return body, nil
 }
 
-// parseFrames splits b into frame bodies.
-func parseFrames(b []byte) ([][]byte, error) {
+// stParseFrames splits b into frame bodies.
+func stParseFrames(b []byte) ([][]byte, error) {
 	r := bufio.NewReader(bytes.NewReader(b))
 	var bodies [][]byte
 	for {
-		body, err := readFrame(r)
+		body, err := stReadFrame(r)
 		if errors.Is(err, io.EOF) {
 			return bodies, nil
 		}
@@ -101,8 +101,8 @@ func parseFrames(b []byte) ([][]byte, error) {
 	}
 }
 
-// wireResp is a response as a client sees it.
-type wireResp struct {
+// stResp is a response as a client sees it.
+type stResp struct {
 	JSONRPC string           `json:"jsonrpc"`
 	ID      json.RawMessage  `json:"id"`
 	Result  json.RawMessage  `json:"result"`
@@ -110,16 +110,16 @@ type wireResp struct {
 	Method  *json.RawMessage `json:"method"`
 }
 
-// parseResp decodes a response body and checks the members every response has.
-func parseResp(body []byte) (wireResp, error) {
+// stParseResp decodes a response body and checks the members every response has.
+func stParseResp(body []byte) (stResp, error) {
 	var members map[string]json.RawMessage
 	if err := json.Unmarshal(body, &members); err != nil {
-		return wireResp{}, fmt.Errorf("response %s is not a JSON object: %w", body, err)
+		return stResp{}, fmt.Errorf("response %s is not a JSON object: %w", body, err)
 	}
 	if _, ok := members["id"]; !ok {
-		return wireResp{}, fmt.Errorf("response %s has no id member", body)
+		return stResp{}, fmt.Errorf("response %s has no id member", body)
 	}
-	var r wireResp
+	var r stResp
 	if err := json.Unmarshal(body, &r); err != nil {
 		return r, fmt.Errorf("decoding response %s: %w", body, err)
 	}
@@ -135,8 +135,8 @@ func parseResp(body []byte) (wireResp, error) {
 	return r, nil
 }
 
-// jsonEqual reports whether a and b hold the same JSON value.
-func jsonEqual(t *testing.T, a, b []byte) bool {
+// stJSONEqual reports whether a and b hold the same JSON value.
+func stJSONEqual(t *testing.T, a, b []byte) bool {
 	t.Helper()
 	var va, vb any
 	if err := json.Unmarshal(a, &va); err != nil {
@@ -148,27 +148,27 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	return reflect.DeepEqual(va, vb)
 }
 
-// echoHandler answers "echo" with its params and everything else with MethodNotFound.
-func echoHandler(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
+// stEchoHandler answers "echo" with its params and everything else with MethodNotFound.
+func stEchoHandler(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
 	if req.Method() == "echo" {
 		return reply(ctx, req.Params(), nil)
 	}
 	return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.MethodNotFound, "method %q not found", req.Method()))
 }
 
-// waitDone waits for conn to shut down.
-func waitDone(t *testing.T, conn jsonrpc2.Conn) {
+// stWaitDone waits for conn to shut down.
+func stWaitDone(t *testing.T, conn jsonrpc2.Conn) {
 	t.Helper()
 	select {
 	case <-conn.Done():
-	case <-time.After(testDeadline):
+	case <-time.After(stDeadline):
 		t.Fatal("connection did not shut down before the deadline")
 	}
 }
 
-// startServer serves handler with this package's stream on one end of a pipe
+// stStartServer serves handler with this package's stream on one end of a pipe
 // and returns the raw client end, with a deadline set.
-func startServer(t *testing.T, max int, handler jsonrpc2.Handler) (net.Conn, *bufio.Reader, jsonrpc2.Conn) {
+func stStartServer(t *testing.T, max int, handler jsonrpc2.Handler) (net.Conn, *bufio.Reader, jsonrpc2.Conn) {
 	t.Helper()
 	srv, cli := net.Pipe()
 	conn := jsonrpc2.NewConn(NewStream(srv, max))
@@ -178,9 +178,9 @@ func startServer(t *testing.T, max int, handler jsonrpc2.Handler) (net.Conn, *bu
 		cancel()
 		_ = cli.Close()
 		_ = conn.Close()
-		waitDone(t, conn)
+		stWaitDone(t, conn)
 	})
-	if err := cli.SetDeadline(time.Now().Add(testDeadline)); err != nil {
+	if err := cli.SetDeadline(time.Now().Add(stDeadline)); err != nil {
 		t.Fatal(err)
 	}
 	return cli, bufio.NewReader(cli), conn
@@ -195,7 +195,7 @@ func TestStreamRoundTrip(t *testing.T) {
 		{"hardened client stream", func(rwc io.ReadWriteCloser) jsonrpc2.Stream { return NewStream(rwc, 0) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+			ctx, cancel := context.WithTimeout(context.Background(), stDeadline)
 			defer cancel()
 
 			srvEnd, cliEnd := net.Pipe()
@@ -206,7 +206,7 @@ func TestStreamRoundTrip(t *testing.T) {
 					notified <- req.Method()
 					return reply(ctx, nil, nil)
 				}
-				return echoHandler(ctx, reply, req)
+				return stEchoHandler(ctx, reply, req)
 			})
 			cli := jsonrpc2.NewConn(tc.client(cliEnd))
 			cli.Go(ctx, func(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
@@ -215,8 +215,8 @@ func TestStreamRoundTrip(t *testing.T) {
 			defer func() {
 				_ = cli.Close()
 				_ = srv.Close()
-				waitDone(t, cli)
-				waitDone(t, srv)
+				stWaitDone(t, cli)
+				stWaitDone(t, srv)
 			}()
 
 			params := map[string]any{"text": "a <b> & \"c\"", "n": 42.0, "list": []any{1.0, "x"}}
@@ -277,52 +277,52 @@ func TestStreamBadInputKeepsConnection(t *testing.T) {
 		result  string        // expected result when code is 0
 		noReply bool          // the message is not answered at all
 	}{
-		{name: "malformed JSON", raw: frame(`{"jsonrpc":"2.0","id":1,`), code: jsonrpc2.ParseError, id: "null", msg: "not valid JSON"},
-		{name: "trailing garbage", raw: frame(`{"jsonrpc":"2.0","id":1,"method":"echo"} x`), code: jsonrpc2.ParseError, id: "null", msg: "not valid JSON"},
+		{name: "malformed JSON", raw: stFrame(`{"jsonrpc":"2.0","id":1,`), code: jsonrpc2.ParseError, id: "null", msg: "not valid JSON"},
+		{name: "trailing garbage", raw: stFrame(`{"jsonrpc":"2.0","id":1,"method":"echo"} x`), code: jsonrpc2.ParseError, id: "null", msg: "not valid JSON"},
 		{name: "empty body", raw: "Content-Length: 0\r\n\r\n", code: jsonrpc2.ParseError, id: "null"},
-		{name: "empty batch", raw: frame(`[]`), code: jsonrpc2.InvalidRequest, id: "null", msg: "batch requests are not supported"},
-		{name: "batch", raw: frame(`[{"jsonrpc":"2.0","id":1,"method":"echo"}]`), code: jsonrpc2.InvalidRequest, id: "null", msg: "batch requests are not supported"},
-		{name: "null body", raw: frame(`null`), code: jsonrpc2.InvalidRequest, id: "null", msg: "must be a JSON object"},
-		{name: "number body", raw: frame(`42`), code: jsonrpc2.InvalidRequest, id: "null", msg: "must be a JSON object, not a number"},
-		{name: "jsonrpc 1.0", raw: frame(`{"jsonrpc":"1.0","id":1,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "1", msg: `must be "2.0"`},
-		{name: "jsonrpc missing", raw: frame(`{"id":2,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "2", msg: `lacks "jsonrpc": "2.0"`},
-		{name: "id out of int32", raw: frame(`{"jsonrpc":"2.0","id":9999999999,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "9999999999", msg: "id 9999999999 is out of range; use a string or a 32-bit integer id"},
-		{name: "id just above int32", raw: frame(`{"jsonrpc":"2.0","id":2147483648,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "2147483648", msg: "out of range"},
-		{name: "fractional id", raw: frame(`{"jsonrpc":"2.0","id":1.5,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "1.5", msg: "id 1.5 is not an integer"},
-		{name: "exponent id", raw: frame(`{"jsonrpc":"2.0","id":1e3,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "1e3", msg: "not an integer"},
-		{name: "object id", raw: frame(`{"jsonrpc":"2.0","id":{"a":1},"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "id must be a string or a 32-bit integer, not an object"},
-		{name: "null id", raw: frame(`{"jsonrpc":"2.0","id":null,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "not null"},
-		{name: "empty string id", raw: frame(`{"jsonrpc":"2.0","id":"","method":"echo"}`), code: jsonrpc2.InvalidRequest, id: `""`, msg: "empty string"},
-		{name: "method 42", raw: frame(`{"jsonrpc":"2.0","id":3,"method":42}`), code: jsonrpc2.InvalidRequest, id: "3", msg: "method must be a string, not a number"},
-		{name: "empty method", raw: frame(`{"jsonrpc":"2.0","id":3,"method":""}`), code: jsonrpc2.InvalidRequest, id: "3", msg: "method must not be empty"},
-		{name: "params string", raw: frame(`{"jsonrpc":"2.0","id":4,"method":"echo","params":"str"}`), code: jsonrpc2.InvalidRequest, id: "4", msg: "params must be an object or an array, not a string"},
-		{name: "params number in notification", raw: frame(`{"jsonrpc":"2.0","method":"echo","params":5}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "params must be"},
-		{name: "neither method nor id", raw: frame(`{"jsonrpc":"2.0"}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "neither a method nor an id"},
-		{name: "id without method", raw: frame(`{"jsonrpc":"2.0","id":4}`), code: jsonrpc2.InvalidRequest, id: "4", msg: "no method"},
-		{name: "method spelled Method", raw: frame(`{"jsonrpc":"2.0","id":7,"Method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "7", msg: "no method"},
-		{name: "body over the limit", raw: frame(oversize), code: jsonrpc2.InvalidRequest, id: "null", msg: "message of 1025 bytes exceeds the 1024-byte limit; send smaller requests"},
+		{name: "empty batch", raw: stFrame(`[]`), code: jsonrpc2.InvalidRequest, id: "null", msg: "batch requests are not supported"},
+		{name: "batch", raw: stFrame(`[{"jsonrpc":"2.0","id":1,"method":"echo"}]`), code: jsonrpc2.InvalidRequest, id: "null", msg: "batch requests are not supported"},
+		{name: "null body", raw: stFrame(`null`), code: jsonrpc2.InvalidRequest, id: "null", msg: "must be a JSON object"},
+		{name: "number body", raw: stFrame(`42`), code: jsonrpc2.InvalidRequest, id: "null", msg: "must be a JSON object, not a number"},
+		{name: "jsonrpc 1.0", raw: stFrame(`{"jsonrpc":"1.0","id":1,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "1", msg: `must be "2.0"`},
+		{name: "jsonrpc missing", raw: stFrame(`{"id":2,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "2", msg: `lacks "jsonrpc": "2.0"`},
+		{name: "id out of int32", raw: stFrame(`{"jsonrpc":"2.0","id":9999999999,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "9999999999", msg: "id 9999999999 is out of range; use a string or a 32-bit integer id"},
+		{name: "id just above int32", raw: stFrame(`{"jsonrpc":"2.0","id":2147483648,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "2147483648", msg: "out of range"},
+		{name: "fractional id", raw: stFrame(`{"jsonrpc":"2.0","id":1.5,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "1.5", msg: "id 1.5 is not an integer"},
+		{name: "exponent id", raw: stFrame(`{"jsonrpc":"2.0","id":1e3,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "1e3", msg: "not an integer"},
+		{name: "object id", raw: stFrame(`{"jsonrpc":"2.0","id":{"a":1},"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "id must be a string or a 32-bit integer, not an object"},
+		{name: "null id", raw: stFrame(`{"jsonrpc":"2.0","id":null,"method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "not null"},
+		{name: "empty string id", raw: stFrame(`{"jsonrpc":"2.0","id":"","method":"echo"}`), code: jsonrpc2.InvalidRequest, id: `""`, msg: "empty string"},
+		{name: "method 42", raw: stFrame(`{"jsonrpc":"2.0","id":3,"method":42}`), code: jsonrpc2.InvalidRequest, id: "3", msg: "method must be a string, not a number"},
+		{name: "empty method", raw: stFrame(`{"jsonrpc":"2.0","id":3,"method":""}`), code: jsonrpc2.InvalidRequest, id: "3", msg: "method must not be empty"},
+		{name: "params string", raw: stFrame(`{"jsonrpc":"2.0","id":4,"method":"echo","params":"str"}`), code: jsonrpc2.InvalidRequest, id: "4", msg: "params must be an object or an array, not a string"},
+		{name: "params number in notification", raw: stFrame(`{"jsonrpc":"2.0","method":"echo","params":5}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "params must be"},
+		{name: "neither method nor id", raw: stFrame(`{"jsonrpc":"2.0"}`), code: jsonrpc2.InvalidRequest, id: "null", msg: "neither a method nor an id"},
+		{name: "id without method", raw: stFrame(`{"jsonrpc":"2.0","id":4}`), code: jsonrpc2.InvalidRequest, id: "4", msg: "no method"},
+		{name: "method spelled Method", raw: stFrame(`{"jsonrpc":"2.0","id":7,"Method":"echo"}`), code: jsonrpc2.InvalidRequest, id: "7", msg: "no method"},
+		{name: "body over the limit", raw: stFrame(oversize), code: jsonrpc2.InvalidRequest, id: "null", msg: "message of 1025 bytes exceeds the 1024-byte limit; send smaller requests"},
 		{name: "lowercase content-length", raw: fmt.Sprintf("content-length: %d\r\n\r\n%s", len(lower), lower), id: "6", result: `{"lower":true}`},
 		{name: "content-type first, bare newlines", raw: fmt.Sprintf("Content-Type: application/vscode-jsonrpc; charset=utf-8\nCONTENT-LENGTH:%d\n\n%s", len(bare), bare), id: `"s7"`, result: `[7]`},
-		{name: "blank line before the frame", raw: "\r\n" + frame(`{"jsonrpc":"2.0","id":8,"method":"echo","params":[8],"extra":true}`), id: "8", result: "[8]"},
-		{name: "params null", raw: frame(`{"jsonrpc":"2.0","id":9,"method":"missing","params":null}`), code: jsonrpc2.MethodNotFound, id: "9", msg: "missing"},
-		{name: "valid notification", raw: frame(`{"jsonrpc":"2.0","method":"echo","params":{}}`), noReply: true},
-		{name: "error response with null id", raw: frame(`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}`), noReply: true},
-		{name: "response to nobody", raw: frame(`{"jsonrpc":"2.0","id":77,"result":{"a":1}}`), noReply: true},
-		{name: "malformed response", raw: frame(`{"jsonrpc":"2.0","id":78,"error":"boom"}`), noReply: true},
-		{name: "response with huge id", raw: frame(`{"jsonrpc":"2.0","id":9999999999,"result":1}`), noReply: true},
+		{name: "blank line before the frame", raw: "\r\n" + stFrame(`{"jsonrpc":"2.0","id":8,"method":"echo","params":[8],"extra":true}`), id: "8", result: "[8]"},
+		{name: "params null", raw: stFrame(`{"jsonrpc":"2.0","id":9,"method":"missing","params":null}`), code: jsonrpc2.MethodNotFound, id: "9", msg: "missing"},
+		{name: "valid notification", raw: stFrame(`{"jsonrpc":"2.0","method":"echo","params":{}}`), noReply: true},
+		{name: "error response with null id", raw: stFrame(`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"bad"}}`), noReply: true},
+		{name: "response to nobody", raw: stFrame(`{"jsonrpc":"2.0","id":77,"result":{"a":1}}`), noReply: true},
+		{name: "malformed response", raw: stFrame(`{"jsonrpc":"2.0","id":78,"error":"boom"}`), noReply: true},
+		{name: "response with huge id", raw: stFrame(`{"jsonrpc":"2.0","id":9999999999,"result":1}`), noReply: true},
 	}
 
-	cli, rd, conn := startServer(t, max, echoHandler)
+	cli, rd, conn := stStartServer(t, max, stEchoHandler)
 	for i, tc := range tests {
 		if _, err := io.WriteString(cli, tc.raw); err != nil {
 			t.Fatalf("%s: writing: %v", tc.name, err)
 		}
 		if !tc.noReply {
-			body, err := readFrame(rd)
+			body, err := stReadFrame(rd)
 			if err != nil {
 				t.Fatalf("%s: reading the answer: %v", tc.name, err)
 			}
-			r, err := parseResp(body)
+			r, err := stParseResp(body)
 			if err != nil {
 				t.Fatalf("%s: %v", tc.name, err)
 			}
@@ -332,7 +332,7 @@ func TestStreamBadInputKeepsConnection(t *testing.T) {
 			switch {
 			case tc.code == 0 && r.Error != nil:
 				t.Errorf("%s: got error %d %q, want a result", tc.name, r.Error.Code, r.Error.Message)
-			case tc.code == 0 && !jsonEqual(t, r.Result, []byte(tc.result)):
+			case tc.code == 0 && !stJSONEqual(t, r.Result, []byte(tc.result)):
 				t.Errorf("%s: result %s, want %s", tc.name, r.Result, tc.result)
 			case tc.code != 0 && r.Error == nil:
 				t.Errorf("%s: got result %s, want error %d", tc.name, r.Result, tc.code)
@@ -343,18 +343,18 @@ func TestStreamBadInputKeepsConnection(t *testing.T) {
 
 		// The connection must still answer a valid call.
 		id := 1000 + i
-		if _, err := io.WriteString(cli, frame(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"echo","params":{"n":%d}}`, id, i))); err != nil {
+		if _, err := io.WriteString(cli, stFrame(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"echo","params":{"n":%d}}`, id, i))); err != nil {
 			t.Fatalf("%s: writing the follow-up call: %v", tc.name, err)
 		}
-		body, err := readFrame(rd)
+		body, err := stReadFrame(rd)
 		if err != nil {
 			t.Fatalf("%s: reading the follow-up answer: %v", tc.name, err)
 		}
-		r, err := parseResp(body)
+		r, err := stParseResp(body)
 		if err != nil {
 			t.Fatalf("%s: follow-up: %v", tc.name, err)
 		}
-		if string(r.ID) != strconv.Itoa(id) || r.Error != nil || !jsonEqual(t, r.Result, []byte(fmt.Sprintf(`{"n":%d}`, i))) {
+		if string(r.ID) != strconv.Itoa(id) || r.Error != nil || !stJSONEqual(t, r.Result, []byte(fmt.Sprintf(`{"n":%d}`, i))) {
 			t.Fatalf("%s: follow-up call answered with %s", tc.name, body)
 		}
 	}
@@ -384,18 +384,18 @@ func TestStreamFatalFraming(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cli, rd, conn := startServer(t, 1024, echoHandler)
+			cli, rd, conn := stStartServer(t, 1024, stEchoHandler)
 			wrote := make(chan error, 1)
 			go func() {
 				_, err := io.WriteString(cli, tc.raw)
 				wrote <- err
 			}()
 
-			body, err := readFrame(rd)
+			body, err := stReadFrame(rd)
 			if err != nil {
 				t.Fatalf("reading the answer: %v", err)
 			}
-			r, err := parseResp(body)
+			r, err := stParseResp(body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -403,16 +403,16 @@ func TestStreamFatalFraming(t *testing.T) {
 				t.Fatalf("answer %s, want a ParseError with id null containing %q", body, tc.msg)
 			}
 
-			if b, err := readFrame(rd); !errors.Is(err, io.EOF) {
+			if b, err := stReadFrame(rd); !errors.Is(err, io.EOF) {
 				t.Fatalf("after a framing error got %q, %v; want the connection closed", b, err)
 			}
-			waitDone(t, conn)
+			stWaitDone(t, conn)
 			if err := conn.Err(); !errors.Is(err, ErrFraming) || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("conn.Err() = %v, want an ErrFraming error containing %q", err, tc.msg)
 			}
 			select {
 			case <-wrote: // done or failed on the closed pipe: either is fine
-			case <-time.After(testDeadline):
+			case <-time.After(stDeadline):
 				t.Fatal("client write still blocked after the connection closed")
 			}
 		})
@@ -420,7 +420,7 @@ func TestStreamFatalFraming(t *testing.T) {
 }
 
 func TestStreamReadEndOfStream(t *testing.T) {
-	valid := frame(`{"jsonrpc":"2.0","method":"note"}`)
+	valid := stFrame(`{"jsonrpc":"2.0","method":"note"}`)
 	tests := []struct {
 		name     string
 		in       string
@@ -437,7 +437,7 @@ func TestStreamReadEndOfStream(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &memConn{r: strings.NewReader(tc.in)}
+			c := &stMemConn{r: strings.NewReader(tc.in)}
 			s := NewStream(c, 1024)
 			for i := 0; i < tc.messages; i++ {
 				if _, _, err := s.Read(context.Background()); err != nil {
@@ -445,7 +445,7 @@ func TestStreamReadEndOfStream(t *testing.T) {
 				}
 			}
 			msg, _, err := s.Read(context.Background())
-			frames, perr := parseFrames(c.written())
+			frames, perr := stParseFrames(c.written())
 			if perr != nil {
 				t.Fatalf("written output: %v", perr)
 			}
@@ -461,7 +461,7 @@ func TestStreamReadEndOfStream(t *testing.T) {
 			if len(frames) != 1 {
 				t.Fatalf("wrote %d responses, want 1", len(frames))
 			}
-			r, perr := parseResp(frames[0])
+			r, perr := stParseResp(frames[0])
 			if perr != nil || r.Error == nil || r.Error.Code != jsonrpc2.ParseError || !strings.Contains(r.Error.Message, tc.fatal) {
 				t.Fatalf("answer %s (%v), want a ParseError containing %q", frames[0], perr, tc.fatal)
 			}
@@ -469,20 +469,20 @@ func TestStreamReadEndOfStream(t *testing.T) {
 	}
 }
 
-// zeros is an endless reader of zero bytes.
-type zeros struct{}
+// stZeros is an endless reader of zero bytes.
+type stZeros struct{}
 
-func (zeros) Read(p []byte) (int, error) {
+func (stZeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
 
 func TestStreamOversizeIsDiscardedNotBuffered(t *testing.T) {
 	const size = 20000000
-	next := frame(`{"jsonrpc":"2.0","id":1,"method":"after"}`)
-	c := &memConn{r: io.MultiReader(
+	next := stFrame(`{"jsonrpc":"2.0","id":1,"method":"after"}`)
+	c := &stMemConn{r: io.MultiReader(
 		strings.NewReader(fmt.Sprintf("Content-Length: %d\r\n\r\n", size)),
-		io.LimitReader(zeros{}, size),
+		io.LimitReader(stZeros{}, size),
 		strings.NewReader(next),
 	)}
 	s := NewStream(c, 0)
@@ -504,7 +504,7 @@ func TestStreamOversizeIsDiscardedNotBuffered(t *testing.T) {
 		t.Errorf("skipping a %d-byte message allocated %d bytes", size, alloc)
 	}
 
-	frames, err := parseFrames(c.written())
+	frames, err := stParseFrames(c.written())
 	if err != nil || len(frames) != 1 {
 		t.Fatalf("wrote %d responses (%v), want 1", len(frames), err)
 	}
@@ -540,7 +540,7 @@ func TestStreamReadValidates(t *testing.T) {
 			switch {
 			case code == 0 && r.Err() != nil,
 				code == 0 && result == "" && len(r.Result()) != 0,
-				code == 0 && result != "" && !jsonEqual(t, r.Result(), []byte(result)):
+				code == 0 && result != "" && !stJSONEqual(t, r.Result(), []byte(result)):
 				t.Fatalf("response %s / %v, want result %s", r.Result(), r.Err(), result)
 			case code != 0 && (!errors.As(r.Err(), &rpcErr) || rpcErr.Code != code || !strings.Contains(rpcErr.Message, msg)):
 				t.Fatalf("response error %v, want code %d containing %q", r.Err(), code, msg)
@@ -580,7 +580,7 @@ func TestStreamReadValidates(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &memConn{r: strings.NewReader(frame(tc.body))}
+			c := &stMemConn{r: strings.NewReader(stFrame(tc.body))}
 			msg, _, err := NewStream(c, 1024).Read(context.Background())
 			if len(c.written()) != 0 {
 				t.Fatalf("wrote %q, want nothing", c.written())
@@ -600,7 +600,7 @@ func TestStreamReadValidates(t *testing.T) {
 }
 
 func TestStreamWriteFraming(t *testing.T) {
-	c := &memConn{r: strings.NewReader("")}
+	c := &stMemConn{r: strings.NewReader("")}
 	s := NewStream(c, 0)
 	call, err := jsonrpc2.NewCall(jsonrpc2.NewNumberID(3), "m", map[string]string{"k": "v"})
 	if err != nil {
@@ -641,7 +641,7 @@ func TestWriteErrorResponse(t *testing.T) {
 			t.Fatal(err)
 		}
 		body := `{"jsonrpc":"2.0","id":` + tc.want + `,"error":{"code":-32602,"message":"bad <params>"}}`
-		if want := frame(body); buf.String() != want {
+		if want := stFrame(body); buf.String() != want {
 			t.Errorf("id %s: wrote %q, want %q", tc.id, buf.String(), want)
 		}
 	}
@@ -653,11 +653,11 @@ func TestStreamConcurrentWrites(t *testing.T) {
 	const pairs = 200
 	var handlers sync.WaitGroup
 	t.Cleanup(handlers.Wait)
-	cli, rd, _ := startServer(t, 1024, func(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
+	cli, rd, _ := stStartServer(t, 1024, func(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
-			_ = echoHandler(ctx, reply, req)
+			_ = stEchoHandler(ctx, reply, req)
 		}()
 		return nil
 	})
@@ -666,8 +666,8 @@ func TestStreamConcurrentWrites(t *testing.T) {
 	go func() {
 		var err error
 		for i := 0; i < pairs && err == nil; i++ {
-			_, err = io.WriteString(cli, frame(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"echo","params":[%d]}`, i, i))+
-				frame(`{"jsonrpc":"2.0","id":`))
+			_, err = io.WriteString(cli, stFrame(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"echo","params":[%d]}`, i, i))+
+				stFrame(`{"jsonrpc":"2.0","id":`))
 		}
 		wrote <- err
 	}()
@@ -675,11 +675,11 @@ func TestStreamConcurrentWrites(t *testing.T) {
 	seen := make(map[string]bool)
 	parseErrors := 0
 	for i := 0; i < 2*pairs; i++ {
-		body, err := readFrame(rd)
+		body, err := stReadFrame(rd)
 		if err != nil {
 			t.Fatalf("response %d: %v", i, err)
 		}
-		r, err := parseResp(body)
+		r, err := stParseResp(body)
 		if err != nil {
 			t.Fatalf("response %d: %v", i, err)
 		}
@@ -690,7 +690,7 @@ func TestStreamConcurrentWrites(t *testing.T) {
 			parseErrors++
 			continue
 		}
-		if !jsonEqual(t, r.Result, []byte("["+string(r.ID)+"]")) || seen[string(r.ID)] {
+		if !stJSONEqual(t, r.Result, []byte("["+string(r.ID)+"]")) || seen[string(r.ID)] {
 			t.Fatalf("unexpected response %s", body)
 		}
 		seen[string(r.ID)] = true
@@ -703,7 +703,7 @@ func TestStreamConcurrentWrites(t *testing.T) {
 		if err != nil {
 			t.Fatalf("writing: %v", err)
 		}
-	case <-time.After(testDeadline):
+	case <-time.After(stDeadline):
 		t.Fatal("writer did not finish")
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 // ValidateBranchName checks name the way `git check-ref-format --branch`
 // does, without running git, and also rejects a leading '-' (which git
-// would read as an option) and "HEAD".
+// would read as an option) and "@" (which revisions read as HEAD).
 func ValidateBranchName(name string) error {
 	if reason := badBranchName(name); reason != "" {
 		return fmt.Errorf("invalid branch name %q: %s", name, reason)

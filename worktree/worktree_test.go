@@ -465,6 +465,25 @@ func TestRepoRoot(t *testing.T) {
 		}
 	}
 
+	// A git dir outside the checkout (--separate-git-dir).
+	sep, gitDir := realDir(t), filepath.Join(realDir(t), "store.git")
+	must(t, sep, "init", "-q", "--separate-git-dir", gitDir)
+	if err := os.Mkdir(filepath.Join(sep, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := RepoRoot(ctx, filepath.Join(sep, "sub")); err != nil || got != sep {
+		t.Errorf("RepoRoot(separate git dir) = %q, %v; want %s", got, err, sep)
+	}
+	sepWt := filepath.Join(realDir(t), "sep-wt")
+	write(t, filepath.Join(sep, "x.txt"), "x")
+	if ok, err := CommitAll(ctx, sep, "x"); err != nil || !ok {
+		t.Fatalf("CommitAll = %v, %v", ok, err)
+	}
+	must(t, sep, "worktree", "add", "-q", "-b", "sep", sepWt)
+	if got, err := RepoRoot(ctx, sepWt); err == nil {
+		t.Errorf("RepoRoot(linked worktree of separate git dir) = %q, want an error", got)
+	}
+
 	plain := realDir(t)
 	_, err := RepoRoot(ctx, plain)
 	if !errors.Is(err, ErrNotRepository) || err.Error() != "not a git repository: "+plain {
@@ -511,6 +530,37 @@ func TestResolveCommit(t *testing.T) {
 	}
 	if _, err := ResolveCommit(ctx, repo, "nope"); !errors.Is(err, ErrUnknownRevision) {
 		t.Errorf("ResolveCommit(nope) = %v, want ErrUnknownRevision", err)
+	}
+
+	// The go-git fast path answers exactly the simple forms, like the CLI.
+	wt := filepath.Join(realDir(t), "wt")
+	if err := Create(ctx, repo, wt, "side", "HEAD"); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(wt, "side.txt"), "s\n")
+	side := commitAll(t, wt, "side")
+	for _, tc := range []struct {
+		dir, ref, want string
+		fast           bool
+	}{
+		{repo, "HEAD", head, true},
+		{wt, "HEAD", side, true},
+		{wt, "refs/heads/main", head, true},
+		{repo, "refs/tags/v1", head, true},
+		{repo, side, side, true},
+		{repo, "main", head, false},
+		{repo, "side~1", head, false},
+		{repo, tree, "", false},
+		{repo, "refs/heads/nope", "", false},
+	} {
+		sha, ok := resolveFast(tc.dir, tc.ref)
+		if ok != tc.fast || (ok && sha != tc.want) {
+			t.Errorf("resolveFast(%s, %q) = %q, %v; want %q, %v", tc.dir, tc.ref, sha, ok, tc.want, tc.fast)
+		}
+		cli, _ := Git(ctx, tc.dir, "rev-parse", "--verify", "--quiet", tc.ref+"^{commit}")
+		if cli != tc.want {
+			t.Errorf("git rev-parse %q = %q, want %q", tc.ref, cli, tc.want)
+		}
 	}
 }
 
