@@ -44,7 +44,7 @@ func RepoRoot(ctx context.Context, dir string) (string, error) {
 	if bare {
 		return "", fmt.Errorf("find repository root of %s: %s is a bare repository with no main checkout", dir, common)
 	}
-	if filepath.Base(common) == ".gitX" {
+	if filepath.Base(common) == ".git" {
 		return filepath.Dir(common), nil
 	}
 	// The git dir lives outside the checkout (--separate-git-dir). From the

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bgagents/bgagents/agents"
+	"github.com/bgagents/bgagents/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	testenv.Setup()
+	code := m.Run()
+	testenv.Cleanup()
+	os.Exit(code)
+}
+
+// cli runs the real bgagents binary in dir with an isolated home; the
+// daemon it auto-starts is stopped when the test ends.
+type cli struct {
+	t    *testing.T
+	home string
+	dir  string
+}
+
+func newCLI(t *testing.T, dir string) *cli {
+	c := &cli{t: t, home: t.TempDir(), dir: dir}
+	t.Cleanup(func() {
+		// Cancel whatever still runs, then stop the daemon.
+		out, _, _ := c.run("ls", "--all", "--json")
+		var as []*agents.Agent
+		_ = json.Unmarshal([]byte(out), &as)
+		for _, a := range as {
+			if a.State.Live() {
+				c.run("cancel", a.ID)
+			}
+		}
+		c.run("daemon", "--stop")
+	})
+	return c
+}
+
+func (c *cli) run(args ...string) (string, string, int) {
+	cmd := exec.Command(testenv.Bgagents(c.t), args...)
+	cmd.Dir = c.dir
+	cmd.Env = append(os.Environ(), "BGAGENTS_HOME="+c.home)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		c.t.Fatalf("run %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func (c *cli) ok(args ...string) string {
+	c.t.Helper()
+	out, errs, code := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("bgagents %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
+	}
+	return out
+}
+
+func TestCLIWorkflowAndExitCodes(t *testing.T) {
+	repo := testenv.NewRepo(t, "")
+	sub := filepath.Join(repo.Dir, "pkg")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newCLI(t, sub) // from a subdirectory: --repo defaults to the enclosing repository
+	out := c.ok("spawn", "--wait", "--json", "--name", "greeter", "write", "greeting.txt", "hello;", "say", "greeted")
+	var a agents.Agent
+	if err := json.Unmarshal([]byte(out), &a); err != nil {
+		t.Fatalf("spawn --json: %v\n%s", err, out)
+	}
+	if a.State != agents.StateSucceeded || a.Name != "greeter" || a.Repo != repo.Dir || a.Result != "greeted" {
+		t.Fatalf("record %+v", a)
+	}
+	for _, field := range []string{"id", "name", "task", "agent", "model", "repo", "worktree", "branch", "base", "baseCommit", "state", "exitCode", "error", "createdAt", "startedAt", "finishedAt", "result", "usage", "diff"} {
+		if !strings.Contains(out, `"`+field+`"`) {
+			t.Errorf("--json record lacks %q", field)
+		}
+	}
+	if ls := c.ok("ls"); !strings.Contains(ls, "greeter") || !strings.Contains(ls, "succeeded") {
+		t.Errorf("ls:\n%s", ls)
+	}
+	if d := c.ok("diff", "greeter"); !strings.Contains(d, "+hello") {
+		t.Errorf("diff:\n%s", d)
+	}
+	if d := c.ok("diff", "--stat", a.ID[:5]); !strings.Contains(d, "greeting.txt") {
+		t.Errorf("diff --stat:\n%s", d)
+	}
+	if p := strings.TrimSpace(c.ok("open", "greeter")); p != a.Worktree {
+		t.Errorf("open printed %q, want %q", p, a.Worktree)
+	}
+	if l := c.ok("logs", "greeter"); !strings.Contains(l, "greeted") || !strings.Contains(l, "succeeded") {
+		t.Errorf("logs:\n%s", l)
+	}
+	// Unknown and ambiguous ids exit 2 with a clear message.
+	if _, errs, code := c.run("show", "no-such-agent"); code != 2 || !strings.Contains(errs, "no-such-agent") {
+		t.Errorf("show unknown: exit %d %q", code, errs)
+	}
+	// --wait exits non-zero when the agent fails.
+	if _, _, code := c.run("spawn", "--wait", "err boom; exit 4"); code == 0 {
+		t.Error("spawn --wait of a failing agent exited 0")
+	}
+	// rm refuses unmerged work, --force discards it.
+	if _, errs, code := c.run("rm", "greeter"); code == 0 || !strings.Contains(errs, "--force") {
+		t.Errorf("rm of unmerged work: exit %d %q", code, errs)
+	}
+	c.ok("merge", "--squash", "greeter")
+	if data, err := os.ReadFile(filepath.Join(repo.Dir, "greeting.txt")); err != nil || string(data) != "hello\n" {
+		t.Errorf("after merge: %q %v", data, err)
+	}
+	if _, _, code := c.run("frobnicate"); code != 2 {
+		t.Errorf("unknown command exit %d, want 2", code)
+	}
+	if v := c.ok("version"); !strings.HasPrefix(v, "bgagents ") {
+		t.Errorf("version %q", v)
+	}
+	if doc := c.ok("doctor"); !strings.Contains(doc, "daemon: pid") || !strings.Contains(doc, "agent test") {
+		t.Errorf("doctor:\n%s", doc)
+	}
+}
+
+// Many CLI commands at once with no daemon running: exactly one daemon is
+// started (the start lock), and all of them are served.
+func TestConcurrentAutostartStartsOneDaemon(t *testing.T) {
+	repo := testenv.NewRepo(t, "")
+	c := newCLI(t, repo.Dir)
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	errs := make([]string, 8)
+	for i := range codes {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, errs[i], codes[i] = c.run("ls")
+		}(i)
+	}
+	wg.Wait()
+	for i, code := range codes {
+		if code != 0 {
+			t.Fatalf("ls %d: exit %d: %s", i, code, errs[i])
+		}
+	}
+	// A second daemon refuses to start while one serves.
+	_, errOut, code := c.run("daemon")
+	if code == 0 || !strings.Contains(errOut, "already running") {
+		t.Fatalf("second daemon: exit %d %q", code, errOut)
+	}
+	// The socket is private.
+	st, err := os.Stat(filepath.Join(c.home, "run", "daemon.sock"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v %v", st.Mode(), err)
+	}
+	dir, _ := os.Stat(filepath.Join(c.home, "run"))
+	if dir.Mode().Perm() != 0o700 {
+		t.Fatalf("socket dir mode %v", dir.Mode())
+	}
+	// Stopping the daemon leaves no socket; the next command starts one.
+	c.ok("daemon", "--stop")
+	testenv.Eventually(t, 10*time.Second, "the socket to be removed", func() bool {
+		_, err := os.Stat(filepath.Join(c.home, "run", "daemon.sock"))
+		return os.IsNotExist(err)
+	})
+	c.ok("ls")
+}
+
+func TestMissingAgentCLIFailsSpawnAtOnce(t *testing.T) {
+	repo := testenv.NewRepo(t, "\n[agents.ghost]\ncommand = [\"definitely-not-installed-agent\", \"{prompt}\"]\n")
+	c := newCLI(t, repo.Dir)
+	_, errs, code := c.run("spawn", "--agent", "ghost", "do things")
+	if code == 0 || !strings.Contains(errs, "definitely-not-installed-agent") || !strings.Contains(errs, "PATH") {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	if out := c.ok("ls", "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("a failed spawn left a record: %s", out)
+	}
+}
