@@ -193,3 +193,5 @@ func writeFile(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+func pipe() (net.Conn, net.Conn) { return net.Pipe() }

@@ -10,6 +10,7 @@
 //	ignoreterm           ignore SIGTERM from now on
 //	fork PIDFILE         start a child that ignores SIGTERM and hangs; write its pid
 //	pidfile PATH         write this process's pid to PATH
+//	stamp PATH           write the current time (Unix nanoseconds) to PATH
 //	waitfile PATH        block until PATH exists
 //	hang                 block forever
 //	exit N               exit with code N
@@ -68,6 +69,8 @@ func main() {
 			cmd := exec.Command(os.Args[0], "--child")
 			must(cmd.Start())
 			must(os.WriteFile(f[1], []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
+		case "stamp":
+			must(os.WriteFile(f[1], []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o644))
 		case "pidfile":
 			must(os.WriteFile(f[1], []byte(strconv.Itoa(os.Getpid())), 0o644))
 		case "waitfile":
