@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap"
 
 	"github.com/bgagents/bgagents/agents"
 	"github.com/bgagents/bgagents/internal/testenv"
@@ -38,7 +38,7 @@ func startInProcess(t *testing.T, grace time.Duration) *inproc {
 	p := server.Paths{State: home, Run: filepath.Join(home, "run")}
 	srv := server.New(server.Options{
 		Paths: p, Shim: []string{testenv.Bgagents(t)}, Grace: grace,
-		Logger: zaptest.NewLogger(t), MaxMessage: 1 << 20,
+		Logger: testLogger(), MaxMessage: 1 << 20,
 	})
 	srv.Start()
 	d := &inproc{srv: srv, paths: p}
@@ -195,3 +195,13 @@ func writeFile(t *testing.T, path string) {
 }
 
 func pipe() (net.Conn, net.Conn) { return net.Pipe() }
+
+// testLogger logs to stderr, which go test shows only when a test fails.
+// (zaptest's logger panics when a goroutine logs after its test ended.)
+func testLogger() *zap.Logger {
+	l, err := zap.NewDevelopment()
+	if err != nil {
+		return zap.NewNop()
+	}
+	return l
+}

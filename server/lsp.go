@@ -20,6 +20,9 @@ import (
 func (s *Session) initialize(ctx context.Context, params json.RawMessage) (any, error) {
 	var p struct {
 		protocol.InitializeParams
+		// RootURI shadows the deprecated field of the embedded params: old
+		// clients still send only this.
+		RootURI      string `json:"rootUri"`
 		Capabilities struct {
 			Window *struct {
 				WorkDoneProgress bool `json:"workDoneProgress"`
@@ -45,10 +48,10 @@ func (s *Session) initialize(ctx context.Context, params json.RawMessage) (any, 
 	if e := p.Capabilities.Experimental; e != nil && e.BgAgents != nil {
 		s.notifies = e.BgAgents.Notifications
 	}
-	if p.RootURI != "" {
-		s.rootPath = uriPath(string(p.RootURI))
-	} else if len(p.WorkspaceFolders) > 0 {
+	if len(p.WorkspaceFolders) > 0 {
 		s.rootPath = uriPath(p.WorkspaceFolders[0].URI)
+	} else if p.RootURI != "" {
+		s.rootPath = uriPath(p.RootURI)
 	}
 	return map[string]any{
 		"capabilities": map[string]any{
