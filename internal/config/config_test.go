@@ -47,14 +47,14 @@ func TestRepoConfigOverridesUserConfig(t *testing.T) {
 func TestConfigErrorsNameKeyAndFile(t *testing.T) {
 	t.Setenv("BGAGENTS_CONFIG", filepath.Join(t.TempDir(), "none.toml"))
 	cases := map[string]string{
-		"[defaults]\nagnet = \"x\"\n":                       "defaults.agnet",
-		"[defaults]\ntimeout = \"soon\"\n":                  "soon",
-		"[defaults]\nmax_concurrent = 0\n":                  "max_concurrent",
-		"[agents.x]\nprovider = \"nosuch\"\n":               "nosuch",
+		"[defaults]\nagnet = \"x\"\n":                        "defaults.agnet",
+		"[defaults]\ntimeout = \"soon\"\n":                   "soon",
+		"[defaults]\nmax_concurrent = 0\n":                   "max_concurrent",
+		"[agents.x]\nprovider = \"nosuch\"\n":                "nosuch",
 		"[agents.x]\ncommand = []\nprovider = \"command\"\n": "command",
 		"[agents.\"bad name\"]\ncommand = [\"a\"]\n":         "bad name",
-		"[worktree]\ndri = \"x\"\n":                         "worktree.dri",
-		"not toml at all":                                   RepoFile,
+		"[worktree]\ndri = \"x\"\n":                          "worktree.dri",
+		"not toml at all":                                    RepoFile,
 	}
 	for body, want := range cases {
 		repo := t.TempDir()
