@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"go.lsp.dev/jsonrpc2"
+
 	"github.com/bgagents/bgagents/agents"
 	"github.com/bgagents/bgagents/internal/testenv"
+	"github.com/bgagents/bgagents/server"
 )
 
 func TestMain(m *testing.M) {
@@ -189,5 +194,90 @@ func TestMissingAgentCLIFailsSpawnAtOnce(t *testing.T) {
 	}
 	if out := c.ok("ls", "--json"); strings.TrimSpace(out) != "[]" {
 		t.Fatalf("a failed spawn left a record: %s", out)
+	}
+}
+
+// stdio joins a child's stdout and stdin into one connection.
+type stdio struct {
+	io.Reader
+	io.WriteCloser
+}
+
+// `bgagents lsp` is what editors start: it auto-starts the daemon and
+// relays LSP over stdio; exit ends it while agents keep running.
+func TestLSPForwarderOverStdio(t *testing.T) {
+	repo := testenv.NewRepo(t, "")
+	c := newCLI(t, repo.Dir)
+	cmd := exec.Command(testenv.Bgagents(t), "lsp")
+	cmd.Dir = repo.Dir
+	cmd.Env = append(os.Environ(), "BGAGENTS_HOME="+c.home)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+	})
+	ctx := testenv.Context(t, 60*time.Second)
+	conn := jsonrpc2.NewConn(server.NewStream(stdio{out, in}, server.DefaultMaxMessage))
+	changed := make(chan *agents.Agent, 64)
+	conn.Go(ctx, func(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
+		if req.Method() == server.NotifyAgentChanged {
+			var p server.AgentChangedParams
+			if json.Unmarshal(req.Params(), &p) == nil {
+				changed <- p.Agent
+			}
+		}
+		if _, ok := req.(*jsonrpc2.Call); ok {
+			return reply(ctx, nil, nil)
+		}
+		return nil
+	})
+	var init map[string]any
+	if _, err := conn.Call(ctx, "initialize", map[string]any{
+		"processId": os.Getpid(), "rootUri": "file://" + repo.Dir,
+		"capabilities": map[string]any{"experimental": map[string]any{"bgagents": map[string]any{"notifications": true}}},
+	}, &init); err != nil {
+		t.Fatalf("initialize: %v (%s)", err, stderr.String())
+	}
+	if info, _ := init["serverInfo"].(map[string]any); info["name"] != "bgagents" {
+		t.Fatalf("serverInfo %v", init["serverInfo"])
+	}
+	_ = conn.Notify(ctx, "initialized", map[string]any{})
+	// The CLI spawns; the editor session hears about it.
+	id := strings.TrimSpace(c.ok("spawn", "write from-cli.txt hi"))
+	deadline := time.After(30 * time.Second)
+	for finished := false; !finished; {
+		select {
+		case a := <-changed:
+			finished = a.ID == id && a.State == agents.StateSucceeded
+		case <-deadline:
+			t.Fatal("the editor session got no agentChanged for the CLI's agent")
+		}
+	}
+	if _, err := conn.Call(ctx, "shutdown", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Notify(ctx, "exit", nil)
+	select {
+	case <-done:
+		if waitErr != nil {
+			t.Fatalf("bgagents lsp exited with %v: %s", waitErr, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("bgagents lsp did not exit after exit")
 	}
 }
