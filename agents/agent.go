@@ -66,7 +66,7 @@ func (s State) Landed() bool { return s == StateMerged || s == StateDiscarded }
 // CheckTransition.
 var transitions = map[State][]State{
 	StateQueued:       {StateProvisioning, StateCancelled, StateFailed, StateDiscarded},
-	StateProvisioning: {StateRunning, StateFailed, StateCancelled, StateLost},
+	StateProvisioning: {StateRunning, StateFailed, StateCancelled, StateLost, StateQueued},
 	StateRunning:      {StateNeedsInput, StateSucceeded, StateFailed, StateCancelled, StateLost},
 	StateNeedsInput:   {StateRunning, StateSucceeded, StateFailed, StateCancelled, StateMerged, StateDiscarded},
 	StateSucceeded:    {StateMerged, StateDiscarded, StateRunning},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,6 +98,7 @@ type run struct {
 
 	// tail state, used only by the run's tail goroutine
 	log     *eventLog
+	readOff [2]int64 // how far stdout.log and stderr.log were read
 	partial [2][]byte
 	lastOut string
 	lastErr string
@@ -240,9 +242,21 @@ func (m *Manager) Start(ctx context.Context) error {
 // daemon died back in the queue, removing what was half made.
 func (m *Manager) reprovision(ctx context.Context, a *Agent) {
 	dir := m.agentDir(a.ID)
-	if pid := readPID(filepath.Join(dir, agentPID)); pid > 0 && a.ShimPID > 0 && pidAlive(a.ShimPID) && isShimFor(a.ShimPID, dir) {
-		// The shim had started: it is a running agent.
-		m.adopt(ctx, a)
+	shim := readPID(filepath.Join(dir, shimPIDFile))
+	_, statusErr := os.Stat(filepath.Join(dir, statusFile))
+	if shim > 0 && (statusErr == nil || pidAlive(shim) && isShimFor(shim, dir)) {
+		// The shim had started before the daemon died: the agent runs (or
+		// ran); record that and supervise it like any running agent.
+		now := time.Now().UTC()
+		a, err := m.transition(ctx, a.ID, StateRunning, "agent started (re-adopted)", func(a *Agent) {
+			a.ShimPID = shim
+			if a.StartedAt == nil {
+				a.StartedAt = &now
+			}
+		})
+		if err == nil {
+			m.adopt(ctx, a)
+		}
 		return
 	}
 	rs := m.repo(a.Repo)
@@ -563,6 +577,7 @@ func (m *Manager) provision(r *run) {
 		return
 	}
 	_ = os.Remove(filepath.Join(r.dir, statusFile))
+	_ = os.Remove(filepath.Join(r.dir, shimPIDFile))
 	shimArgs := append(append([]string{}, m.opts.Shim[1:]...), "shim", r.dir)
 	cmd := exec.Command(m.opts.Shim[0], shimArgs...)
 	cmd.Dir = r.dir
@@ -578,6 +593,11 @@ func (m *Manager) provision(r *run) {
 		_ = m.watcher.Remove(r.dir)
 		fail("start shim", err)
 		return
+	}
+	// Before anything else can fail: a restarted daemon finds the shim
+	// through this file even if the record still says provisioning.
+	if err := writeFileAtomic(filepath.Join(r.dir, shimPIDFile), []byte(strconv.Itoa(cmd.Process.Pid)+"\n")); err != nil {
+		m.log.Warn("record shim pid", zap.String("id", r.id), zap.Error(err))
 	}
 	m.mu.Lock()
 	r.cmd, r.shimPID = cmd, cmd.Process.Pid
@@ -625,8 +645,17 @@ func promptFor(a *Agent) string {
 
 // agentEnv is the environment of an agent: the daemon's, plus where it runs.
 func agentEnv(a *Agent) []string {
-	env := os.Environ()
+	var env []string
+	for _, kv := range os.Environ() {
+		// The daemon's own directory and bgagents' internals are not the
+		// agent's business.
+		if strings.HasPrefix(kv, "PWD=") || strings.HasPrefix(kv, "OLDPWD=") || strings.HasPrefix(kv, "BGAGENTS_GRACE=") {
+			continue
+		}
+		env = append(env, kv)
+	}
 	return append(env,
+		"PWD="+a.Worktree,
 		"BGAGENTS_AGENT_ID="+a.ID,
 		"BGAGENTS_WORKTREE="+a.Worktree,
 		"BGAGENTS_BRANCH="+a.Branch,
@@ -731,9 +760,11 @@ func (m *Manager) tail(r *run, final bool) {
 	var evs []Event
 	for i, name := range []string{stdoutFile, stderrFile} {
 		stream := strings.TrimSuffix(name, ".log")
-		off := &r.log.stdoutOff
-		if i == 1 {
-			off = &r.log.stderrOff
+		// The log records how far complete lines were consumed; a partial
+		// last line is re-read from there after a restart.
+		off := &r.readOff[i]
+		if *off == 0 && len(r.partial[i]) == 0 {
+			*off = [2]int64{r.log.stdoutOff, r.log.stderrOff}[i]
 		}
 		f, err := os.Open(filepath.Join(r.dir, name))
 		if err != nil {
@@ -769,6 +800,8 @@ func (m *Manager) tail(r *run, final bool) {
 			r.partial[i] = nil
 		}
 	}
+	r.log.stdoutOff = r.readOff[0] - int64(len(r.partial[0]))
+	r.log.stderrOff = r.readOff[1] - int64(len(r.partial[1]))
 	if len(evs) > 0 {
 		m.appendEvents(r.id, r.log, evs)
 	}

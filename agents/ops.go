@@ -126,9 +126,10 @@ const MaxLogEvents = 5000
 
 // Log returns events of agent id with seq >= from (at most MaxLogEvents).
 // When follow is given it is called, under the lock that orders the event
-// log, before any later event is published: a follower that starts
-// listening in follow sees every event exactly once.
-func (m *Manager) Log(ctx context.Context, id string, from int64, follow func()) ([]Event, error) {
+// log and before any later event is published, with the sequence number
+// of the first event the caller has not got: a follower that forwards only
+// published events from there on sees every event exactly once.
+func (m *Manager) Log(ctx context.Context, id string, from int64, follow func(next int64)) ([]Event, error) {
 	m.evMu.Lock()
 	defer m.evMu.Unlock()
 	evs, err := readEvents(m.agentDir(id), from, MaxLogEvents)
@@ -136,7 +137,11 @@ func (m *Manager) Log(ctx context.Context, id string, from int64, follow func())
 		return nil, err
 	}
 	if follow != nil {
-		follow()
+		next := from
+		if len(evs) > 0 {
+			next = evs[len(evs)-1].Seq + 1
+		}
+		follow(next)
 	}
 	return evs, nil
 }
@@ -214,9 +219,9 @@ func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool) (*Ag
 		var de *worktree.DirtyError
 		switch {
 		case errors.As(err, &ce):
-			return nil, Errorf(ErrConflict, "%w", err)
+			return nil, Errorf(ErrConflict, "%s; resolve it in the worktree %s (merge %s there and commit), then merge again", ce.Error(), a.Worktree, a.Base)
 		case errors.As(err, &de):
-			return nil, Errorf(ErrRefused, "%w", err)
+			return nil, Errorf(ErrRefused, "%s", de.Error())
 		}
 		return nil, fmt.Errorf("merge %s: %w", a.Name, err)
 	}

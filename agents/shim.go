@@ -17,13 +17,14 @@ import (
 
 // Files in an agent's state directory.
 const (
-	specFile   = "spec.json"   // what the shim runs, written by the daemon
-	statusFile = "status.json" // how the run ended, written by the shim
-	agentPID   = "agent.pid"   // the agent's pid (= its process group)
-	stdoutFile = "stdout.log"
-	stderrFile = "stderr.log"
-	eventsFile = "events.jsonl"
-	shimLog    = "shim.log"
+	specFile    = "spec.json"   // what the shim runs, written by the daemon
+	statusFile  = "status.json" // how the run ended, written by the shim
+	agentPID    = "agent.pid"   // the agent's pid (= its process group)
+	shimPIDFile = "shim.pid"    // the shim's pid, written by the daemon
+	stdoutFile  = "stdout.log"
+	stderrFile  = "stderr.log"
+	eventsFile  = "events.jsonl"
+	shimLog     = "shim.log"
 )
 
 // RunSpec is what the shim runs: written to spec.json by the daemon.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -50,6 +51,10 @@ func OpenStore(ctx context.Context, path string) (*Store, error) {
 	if _, err := p.Up(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: migrate: %w", path, err)
+	}
+	// The records hold tasks and paths: only this user reads them.
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		_ = os.Chmod(f, 0o600)
 	}
 	return &Store{db: db}, nil
 }

@@ -16,6 +16,9 @@ import (
 	"go.lsp.dev/jsonrpc2"
 )
 
+// MaxReply is the largest message a client accepts from the daemon.
+const MaxReply = 1 << 30
+
 // Client is a connection to the daemon, as the CLI uses it.
 type Client struct {
 	conn jsonrpc2.Conn
@@ -32,7 +35,9 @@ type Note struct {
 // NewClient speaks JSON-RPC over rwc. Notifications are queued (up to
 // 4096) and read with Notes.
 func NewClient(ctx context.Context, rwc io.ReadWriteCloser) *Client {
-	c := &Client{conn: jsonrpc2.NewConn(NewStream(rwc, DefaultMaxMessage)), notes: make(chan Note, 4096)}
+	// The daemon is trusted: its replies (a large diff) may exceed the cap
+	// the daemon puts on requests.
+	c := &Client{conn: jsonrpc2.NewConn(NewStream(rwc, MaxReply)), notes: make(chan Note, 4096)}
 	c.conn.Go(ctx, func(ctx context.Context, reply jsonrpc2.Replier, req jsonrpc2.Request) error {
 		if _, ok := req.(*jsonrpc2.Call); ok {
 			return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.MethodNotFound, "the bgagents CLI answers no requests"))
@@ -149,25 +154,31 @@ func startDetached(p Paths, daemonCmd []string) error {
 // Forward relays an LSP stream between an editor (in, out) and the daemon
 // connection c until either side closes.
 func Forward(ctx context.Context, in io.Reader, out io.Writer, c net.Conn) error {
-	errc := make(chan error, 2)
+	inDone := make(chan error, 1)
+	outDone := make(chan error, 1)
 	go func() {
 		_, err := io.Copy(c, in)
-		// The editor closed its side: tell the daemon no more is coming.
-		if uc, ok := c.(*net.UnixConn); ok {
-			_ = uc.CloseWrite()
-		}
-		errc <- err
+		inDone <- err
 	}()
 	go func() {
 		_, err := io.Copy(out, c)
-		errc <- err
+		outDone <- err
 	}()
-	var err error
+	defer c.Close()
 	select {
-	case err = <-errc:
+	case err := <-outDone:
+		// The daemon closed the session (after exit, or it stopped).
+		return err
 	case <-ctx.Done():
-		err = ctx.Err()
+		return ctx.Err()
+	case err := <-inDone:
+		// The editor closed its side. Replies still in flight (to a
+		// shutdown/exit sequence piped in) get a moment to arrive.
+		select {
+		case <-outDone:
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+		return err
 	}
-	c.Close()
-	return err
 }

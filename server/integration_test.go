@@ -481,3 +481,49 @@ func TestFollowLogStreamsEveryEventOnce(t *testing.T) {
 		}
 	}
 }
+
+// The daemon died after starting the shim but before recording "running":
+// the restarted daemon finds the shim through shim.pid, adopts the agent
+// and its worktree is kept.
+func TestRestartDuringProvisioningAdoptsStartedShim(t *testing.T) {
+	home := t.TempDir()
+	p := server.Paths{State: home, Run: filepath.Join(home, "run")}
+	repo := testenv.NewRepo(t, "")
+	gate := filepath.Join(t.TempDir(), "gate")
+	srv := server.New(server.Options{Paths: p, Shim: []string{testenv.Bgagents(t)}, Grace: time.Second, Logger: testLogger()})
+	srv.Start()
+	cl, ss := pipe()
+	srv.ServeConn(ss)
+	c := server.NewClient(context.Background(), cl)
+	a := spawn(t, c, repo.Dir, "waitfile "+gate+"; write kept.txt kept")
+	waitNote(t, c, 30*time.Second, "running", agentChanged(a.ID, agents.StateRunning))
+	c.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Rewind the record to the crash window.
+	st, err := agents.OpenStore(context.Background(), filepath.Join(home, "bgagents.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Get(context.Background(), a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.State, rec.ShimPID, rec.StartedAt = agents.StateProvisioning, 0, nil
+	if err := st.Put(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	d := &inproc{srv: server.New(server.Options{Paths: p, Shim: []string{testenv.Bgagents(t)}, Grace: time.Second, Logger: testLogger()}), paths: p}
+	d.srv.Start()
+	t.Cleanup(func() { stopAgents(t, d.client(t)); d.srv.Close() })
+	c2 := d.client(t)
+	if got := get(t, c2, a.ID); got.State != agents.StateRunning || got.ShimPID == 0 {
+		t.Fatalf("after restart: %s shim %d, want running with its shim", got.State, got.ShimPID)
+	}
+	writeFile(t, gate)
+	if got := wait(t, c2, a.ID); got.State != agents.StateSucceeded || got.Diff.Files != 1 {
+		t.Fatalf("ended %s %q diff %+v", got.State, got.Error, got.Diff)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"go.lsp.dev/protocol"
 
 	"github.com/bgagents/bgagents/agents"
+	"github.com/bgagents/bgagents/worktree"
 )
 
 // initialize records what the client supports and answers with the
@@ -288,9 +289,21 @@ func (s *Session) executeCommand(ctx context.Context, params json.RawMessage) (a
 	if err != nil {
 		return nil, err
 	}
-	rel, err := filepath.Rel(repo, path)
-	if err != nil || strings.HasPrefix(rel, "..") {
-		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: %s is outside the repository %s", path, repo)
+	// The file may be in a linked worktree (a window opened on an agent's
+	// worktree): the path is relative to that checkout, and the new agent
+	// starts from the branch checked out there unless told otherwise.
+	top, err := worktree.Git(ctx, filepath.Dir(path), "rev-parse", "--show-toplevel")
+	if err != nil {
+		return nil, agents.Errorf(agents.ErrNotRepo, "%s is not inside a git checkout: %w", path, err)
+	}
+	rel, err := filepath.Rel(top, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: %s is outside the checkout %s", path, top)
+	}
+	if args.Base == "" && filepath.Clean(top) != repo {
+		if b, err := worktree.CurrentBranch(ctx, top); err == nil {
+			args.Base = b
+		}
 	}
 	c := &agents.Context{File: rel, Text: args.Text, Diagnostic: args.Diagnostic}
 	if args.Range != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -244,11 +245,11 @@ func (s *Session) logEvents(ctx context.Context, params json.RawMessage) (any, e
 	if err != nil {
 		return nil, err
 	}
-	var follow func()
+	var follow func(int64)
 	if p.Follow {
-		follow = func() {
+		follow = func(next int64) {
 			s.mu.Lock()
-			s.follows[a.ID] = true
+			s.follows[a.ID] = next
 			s.mu.Unlock()
 		}
 	}
@@ -380,7 +381,12 @@ func (s *Session) openWorktree(ctx context.Context, params json.RawMessage) (any
 		}
 		return nil, agents.Errorf(agents.ErrState, "the worktree %s of %s is missing", a.Worktree, a.Name)
 	}
-	return OpenWorktreeResult{Path: a.Worktree, URI: "file://" + a.Worktree}, nil
+	return OpenWorktreeResult{Path: a.Worktree, URI: fileURI(a.Worktree)}, nil
+}
+
+// fileURI is the file:// URI of an absolute path, percent-encoded.
+func fileURI(path string) string {
+	return (&url.URL{Scheme: "file", Path: path}).String()
 }
 
 func cleanedWhy(a *agents.Agent) string {

@@ -48,24 +48,23 @@ type Session struct {
 	stop context.CancelFunc
 
 	// guards everything below
-	mu        sync.Mutex
-	life      lifecycle
-	isLSP     bool // sent initialize
-	notifies  bool // declared experimental.bgagents.notifications
-	progress  bool // supports window/workDoneProgress
-	rootPath  string
-	follows   map[string]bool
-	spawned   map[string]string // agent id → progress token
-	docs      map[string]string // open documents: uri → text
-	inflight  map[string]context.CancelFunc
-	exitAsked bool
+	mu       sync.Mutex
+	life     lifecycle
+	isLSP    bool // sent initialize
+	notifies bool // declared experimental.bgagents.notifications
+	progress bool // supports window/workDoneProgress
+	rootPath string
+	follows  map[string]int64  // agent id → first seq to forward
+	spawned  map[string]string // agent id → progress token
+	docs     map[string]string // open documents: uri → text
+	inflight map[string]context.CancelFunc
 }
 
 func newSession(srv *Server, id int, rwc io.ReadWriteCloser) *Session {
 	ctx, stop := context.WithCancel(srv.ctx)
 	s := &Session{
 		srv: srv, id: id, log: srv.log.With(zap.Int("session", id)), ctx: ctx, stop: stop,
-		follows: map[string]bool{}, spawned: map[string]string{}, docs: map[string]string{},
+		follows: map[string]int64{}, spawned: map[string]string{}, docs: map[string]string{},
 		inflight: map[string]context.CancelFunc{},
 	}
 	s.conn = jsonrpc2.NewConn(NewStream(rwc, srv.opts.MaxMessage))
@@ -125,10 +124,19 @@ func (s *Session) deliver(n agents.Notice) error {
 		}
 	case n.Output != nil:
 		s.mu.Lock()
-		follow := s.follows[n.Output.ID]
+		from, follow := s.follows[n.Output.ID]
 		s.mu.Unlock()
-		if follow {
-			return s.conn.Notify(ctx, NotifyOutput, OutputParams{ID: n.Output.ID, Events: n.Output.Events})
+		if !follow {
+			return nil
+		}
+		// Events the log reply already carried were published before the
+		// follow began; they are not sent again.
+		evs := n.Output.Events
+		for len(evs) > 0 && evs[0].Seq < from {
+			evs = evs[1:]
+		}
+		if len(evs) > 0 {
+			return s.conn.Notify(ctx, NotifyOutput, OutputParams{ID: n.Output.ID, Events: evs})
 		}
 	case n.Progress != nil:
 		s.mu.Lock()
@@ -153,7 +161,7 @@ func finishMessage(a *agents.Agent) (string, int) {
 	)
 	switch a.State {
 	case agents.StateSucceeded:
-		return fmt.Sprintf("bgagents: %s finished (%d files, +%d −%d) on %s", a.Name, a.Diff.Files, a.Diff.Additions, a.Diff.Deletions, a.Branch), msgInfo
+		return fmt.Sprintf("bgagents: %s finished (%s, +%d −%d) on %s", a.Name, plural(a.Diff.Files, "file"), a.Diff.Additions, a.Diff.Deletions, a.Branch), msgInfo
 	case agents.StateFailed:
 		return fmt.Sprintf("bgagents: %s failed: %s", a.Name, a.Error), msgError
 	case agents.StateNeedsInput:
@@ -236,9 +244,6 @@ func (s *Session) notification(method string, params json.RawMessage) {
 	switch method {
 	case "initialized":
 	case "exit":
-		s.mu.Lock()
-		s.exitAsked = true
-		s.mu.Unlock()
 		s.stop()
 	case "$/cancelRequest":
 		var p struct {
@@ -330,7 +335,7 @@ func toRPCError(err error) error {
 	code := jsonrpc2.InternalError
 	switch {
 	case errors.Is(err, context.Canceled):
-		code = -32800 // LSP RequestCancelled
+		return jsonrpc2.NewError(-32800, "request cancelled") // LSP RequestCancelled
 	case errors.Is(err, agents.ErrNotFound):
 		code = CodeAgentNotFound
 	case errors.Is(err, agents.ErrAmbiguous):
@@ -351,4 +356,11 @@ func toRPCError(err error) error {
 		code = CodeNotARepository
 	}
 	return jsonrpc2.NewError(code, err.Error())
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

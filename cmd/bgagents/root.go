@@ -630,11 +630,14 @@ func lspCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			exe, err := os.Executable()
+			// Start the daemon if needed and fail loudly (on stderr, which
+			// editors show) when it is another build.
+			c, err := connect(ctx)
 			if err != nil {
-				return fmt.Errorf("find own executable: %w", err)
+				return err
 			}
-			conn, err := server.Dial(ctx, p, []string{exe, "daemon"})
+			c.Close()
+			conn, err := server.Dial(ctx, p, nil)
 			if err != nil {
 				return err
 			}
