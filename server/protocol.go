@@ -55,7 +55,6 @@ const (
 	CodeNotARepository jsonrpc2.Code = -32047
 	CodeNotReady       jsonrpc2.Code = -32048
 	CodeShutdown       jsonrpc2.Code = -32049
-	CodeRequestTooBig  jsonrpc2.Code = -32050
 )
 
 // HelloParams introduces a client.
