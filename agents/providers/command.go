@@ -39,6 +39,10 @@ func (c command) Command(spec Spec, t Task) ([]string, []string, error) {
 
 func (command) NewParser() Parser { return &lineParser{} }
 
+// CanResume is false: a follow-up runs the command again with the message
+// as {prompt}, in the same worktree.
+func (command) CanResume() bool { return false }
+
 // lineParser makes one output event per line.
 type lineParser struct{}
 

@@ -3,6 +3,7 @@
 package providers
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -81,17 +82,40 @@ type Event struct {
 	Turns     int       `json:"turns,omitempty"`
 	ErrorKind string    `json:"errorKind,omitempty"`
 	State     string    `json:"state,omitempty"`
-	Raw       string    `json:"raw,omitempty"`
+	// IsError marks a failed tool result or a failed final result.
+	IsError bool   `json:"isError,omitempty"`
+	Raw     string `json:"raw,omitempty"`
 }
+
+// Error kinds of a final result (Event.ErrorKind).
+const (
+	ErrorMaxTurns = "max_turns" // the turn limit was reached
+	ErrorAPI      = "api_error" // the model API failed (HTTP error, overload)
+	ErrorBudget   = "budget"    // the budget was exhausted
+	ErrorAuth     = "auth"      // missing or rejected credentials
+	ErrorOther    = "error"     // anything else the vendor reported
+)
 
 // Task is what a provider needs to build a command line.
 type Task struct {
 	ID       string
-	Prompt   string
+	Prompt   string // the task, or for a follow-up the user's message
 	Worktree string
 	Branch   string
 	Base     string
 	Model    string
+	// MaxTurns limits the run (0: the spec's max_turns, else the vendor's
+	// default).
+	MaxTurns int
+	// ReadOnly asks for a run that may read but not change files or run
+	// commands that change them (reviewers); it overrides PermissionMode.
+	ReadOnly bool
+	// Resume is the vendor session id to continue (a follow-up); empty for
+	// a first run.
+	Resume string
+	// AllowTools names tools to allow for this run (those denied before,
+	// when the user approved them in a follow-up).
+	AllowTools []string
 }
 
 // Spec is an agent as configured: `[agents.NAME]` in .bgagents.toml.
@@ -127,6 +151,23 @@ type Provider interface {
 	NewParser() Parser
 	// Install says how to install the CLI when it is missing.
 	Install() string
+	// CanResume reports whether follow-ups continue the vendor's session.
+	CanResume() bool
+}
+
+// VersionOf runs `binary --version` (2 s at most) and returns its first
+// line; doctor uses it.
+func VersionOf(binary string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "--version")
+	cmd.Stdin = nil
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", binary, err)
+	}
+	line := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	return line, nil
 }
 
 var registry = map[string]Provider{}
