@@ -55,6 +55,12 @@ func (s State) Live() bool {
 	return false
 }
 
+// Active reports whether the agent is on its way or working: queued,
+// provisioning or running (needs_input waits for a person).
+func (s State) Active() bool {
+	return s == StateQueued || s == StateProvisioning || s == StateRunning
+}
+
 // Final reports whether the agent's process has ended (the run is over).
 func (s State) Final() bool { return !s.Live() }
 
@@ -138,6 +144,24 @@ type Agent struct {
 	Usage      Usage      `json:"usage"`
 	Diff       DiffStat   `json:"diff"`
 	Timeout    Duration   `json:"timeout,omitempty"`
+	// Limits of the agent: 0 means none (or the vendor's default).
+	MaxTurns     int     `json:"maxTurns,omitempty"`
+	BudgetUSD    float64 `json:"budgetUsd,omitempty"`
+	BudgetTokens int64   `json:"budgetTokens,omitempty"`
+	// ReadOnly agents may read but not change the worktree (reviewers).
+	ReadOnly bool `json:"readOnly,omitempty"`
+	// SessionID is the vendor's conversation id; follow-ups resume it.
+	SessionID string `json:"sessionId,omitempty"`
+	// Turns counts the agent's turns over all its runs.
+	Turns int `json:"turns,omitempty"`
+	// Runs counts the runs: the first and each follow-up.
+	Runs int `json:"runs,omitempty"`
+	// Questions are what the agent asked or was refused when it stopped
+	// in needs_input.
+	Questions []Question `json:"questions,omitempty"`
+	// StalledSince is set while the agent has printed nothing for longer
+	// than the stall timeout.
+	StalledSince *time.Time `json:"stalledSince,omitempty"`
 	// Cleaned is set when the worktree and branch were removed because
 	// the agent changed nothing.
 	Cleaned bool `json:"cleaned,omitempty"`
@@ -171,7 +195,21 @@ func (a *Agent) Clone() *Agent {
 		v := *a.FinishedAt
 		c.FinishedAt = &v
 	}
+	if a.StalledSince != nil {
+		v := *a.StalledSince
+		c.StalledSince = &v
+	}
+	c.Questions = append([]Question(nil), a.Questions...)
 	return &c
+}
+
+// Question is something an agent asked, or a permission it was refused,
+// that a person has to answer with a follow-up.
+type Question struct {
+	Text    string `json:"text"`
+	Tool    string `json:"tool,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Command string `json:"command,omitempty"`
 }
 
 // Duration is a time.Duration that travels as a Go duration string ("90s").

@@ -47,6 +47,11 @@ type SpawnRequest struct {
 	Base    string
 	Timeout time.Duration
 	Context *Context
+	// Limits (0: from config).
+	MaxTurns     int
+	BudgetUSD    float64
+	BudgetTokens int64
+	ReadOnly     bool
 }
 
 // Manager supervises every agent of every repository: it owns the store,
@@ -103,7 +108,26 @@ type run struct {
 	lastOut string
 	lastErr string
 	result  string
-	usage   providers.Usage
+	usage   providers.Usage // this run's usage
+	// what earlier runs of the agent used (follow-ups add to it)
+	baseUsage providers.Usage
+	baseTurns int
+	// vendor facts from the events
+	sessionID   string
+	turns       int // this run's turns: the vendor's count, else tool calls
+	toolCalls   int
+	questions   []Question
+	errorKind   string
+	resultError bool
+	// limits
+	maxTurns     int  // counted by the daemon (vendor has no flag); 0 = none
+	budgetUSD    float64
+	budgetTokens int64
+	price        *config.Price
+	limitReason  string // set when a limit stopped the agent
+	stallAfter   time.Duration
+	lastOutput   time.Time
+	stalled      bool
 }
 
 // NewManager opens the store under opts.Home. Call Start to re-adopt agents
@@ -296,10 +320,20 @@ func (m *Manager) newRun(a *Agent) *run {
 	if err != nil {
 		p, _ = providers.Get("command")
 	}
-	return &run{
+	r := &run{
 		id: a.ID, repo: a.Repo, dir: m.agentDir(a.ID), parser: p.NewParser(),
 		wake: make(chan struct{}, 1), done: make(chan struct{}), ctx: ctx, cancel: cancel,
+		baseUsage: a.Usage, baseTurns: a.Turns, budgetUSD: a.BudgetUSD, budgetTokens: a.BudgetTokens,
+		sessionID: a.SessionID, lastOutput: time.Now(), stallAfter: config.DefaultStallTimeout,
 	}
+	if !providers.LimitsTurns(p) {
+		r.maxTurns = a.MaxTurns
+	}
+	if cfg, err := config.Load(a.Repo); err == nil {
+		r.price = cfg.PriceFor(a.Model)
+		r.stallAfter = cfg.StallTimeout()
+	}
+	return r
 }
 
 // Spawn validates a request, records the agent as queued and schedules it.
@@ -372,6 +406,18 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 	if timeout < 0 {
 		return nil, Errorf(ErrInvalid, "timeout must not be negative")
 	}
+	if req.MaxTurns < 0 || req.BudgetUSD < 0 || req.BudgetTokens < 0 {
+		return nil, Errorf(ErrInvalid, "maxTurns, budgetUsd and budgetTokens must not be negative")
+	}
+	maxTurns := firstNonZero(req.MaxTurns, spec.MaxTurns, cfg.Defaults.MaxTurns)
+	budgetUSD := req.BudgetUSD
+	if budgetUSD == 0 {
+		budgetUSD = cfg.Defaults.BudgetUSD
+	}
+	budgetTokens := req.BudgetTokens
+	if budgetTokens == 0 {
+		budgetTokens = cfg.Defaults.BudgetTokens
+	}
 	stem := req.Name
 	if stem != "" {
 		if err := validAgentName(stem); err != nil {
@@ -404,6 +450,7 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 		Repo: repo, Worktree: filepath.Join(wtDir, name), Branch: "bgagents/" + name,
 		Base: base, BaseCommit: baseCommit, State: StateQueued,
 		CreatedAt: now, UpdatedAt: now, Timeout: Duration(timeout),
+		MaxTurns: maxTurns, BudgetUSD: budgetUSD, BudgetTokens: budgetTokens, ReadOnly: req.ReadOnly,
 	}
 	if err := os.MkdirAll(m.agentDir(a.ID), 0o700); err != nil {
 		return nil, fmt.Errorf("spawn: state directory: %w", err)
@@ -415,6 +462,15 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 	m.log.Info("spawned", zap.String("id", a.ID), zap.String("name", name), zap.String("repo", repo))
 	m.schedule(repo)
 	return a.Clone(), nil
+}
+
+func firstNonZero(vs ...int) int {
+	for _, v := range vs {
+		if v != 0 {
+			return v
+		}
+	}
+	return 0
 }
 
 func validAgentName(name string) error {
@@ -561,20 +617,33 @@ func (m *Manager) provision(r *run) {
 		fail("agent", err)
 		return
 	}
-	task := providers.Task{ID: a.ID, Prompt: promptFor(a), Worktree: a.Worktree, Branch: a.Branch, Base: a.Base, Model: a.Model}
+	task := providers.Task{
+		ID: a.ID, Prompt: promptFor(a), Worktree: a.Worktree, Branch: a.Branch, Base: a.Base,
+		Model: a.Model, MaxTurns: a.MaxTurns, ReadOnly: a.ReadOnly,
+	}
 	argv, env, err := prov.Command(spec, task)
 	if err != nil {
 		fail("agent command", err)
 		return
 	}
 	progress("starting " + a.Agent)
-	spec2 := RunSpec{
-		Argv: argv, Dir: a.Worktree, Timeout: time.Duration(a.Timeout), Grace: m.opts.Grace, Run: 1,
+	if err := m.launch(r, a, argv, env, 1); err != nil {
+		fail("start shim", err)
+		return
+	}
+	m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: "running", Done: true}})
+}
+
+// launch starts run number runNo of agent a through a new shim, records it
+// as running and supervises it.
+func (m *Manager) launch(r *run, a *Agent, argv, env []string, runNo int) error {
+	ctx := r.ctx
+	spec := RunSpec{
+		Argv: argv, Dir: a.Worktree, Timeout: time.Duration(a.Timeout), Grace: m.opts.Grace, Run: runNo,
 		Env: append(agentEnv(a), env...),
 	}
-	if err := writeJSONAtomic(filepath.Join(r.dir, specFile), spec2); err != nil {
-		fail("write run spec", err)
-		return
+	if err := writeJSONAtomic(filepath.Join(r.dir, specFile), spec); err != nil {
+		return err
 	}
 	_ = os.Remove(filepath.Join(r.dir, statusFile))
 	_ = os.Remove(filepath.Join(r.dir, shimPIDFile))
@@ -591,8 +660,7 @@ func (m *Manager) provision(r *run) {
 	}
 	if err := cmd.Start(); err != nil {
 		_ = m.watcher.Remove(r.dir)
-		fail("start shim", err)
-		return
+		return fmt.Errorf("start shim: %w", err)
 	}
 	// Before anything else can fail: a restarted daemon finds the shim
 	// through this file even if the record still says provisioning.
@@ -604,13 +672,24 @@ func (m *Manager) provision(r *run) {
 	cancelNow := r.cancelRequested
 	m.mu.Unlock()
 	now := time.Now().UTC()
-	if _, err := m.transition(ctx, r.id, StateRunning, "agent started", func(a *Agent) {
+	reason := "agent started"
+	if runNo > 1 {
+		reason = fmt.Sprintf("follow-up run %d started", runNo)
+	}
+	if _, err := m.transition(ctx, r.id, StateRunning, reason, func(a *Agent) {
 		a.ShimPID = cmd.Process.Pid
-		a.StartedAt = &now
+		if a.StartedAt == nil {
+			a.StartedAt = &now
+		}
+		a.Runs = runNo
+		a.FinishedAt = nil
+		a.ExitCode = nil
+		a.Error = ""
+		a.Questions = nil
+		a.StalledSince = nil
 	}); err != nil {
 		m.log.Error("record running", zap.String("id", r.id), zap.Error(err))
 	}
-	m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: "running", Done: true}})
 	if cancelNow {
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 	}
@@ -618,6 +697,7 @@ func (m *Manager) provision(r *run) {
 	// same way for shims this daemon started and ones it re-adopted.
 	go func() { _ = cmd.Wait() }()
 	m.supervise(r, cmd.Process.Pid)
+	return nil
 }
 
 // promptFor is the task with the editor context the agent was given.
@@ -708,6 +788,7 @@ func (m *Manager) supervise(r *run, pid int) {
 				m.tail(r, false)
 			case <-tick.C:
 				m.tail(r, false)
+				m.checkStall(r)
 			}
 		}
 	}()
@@ -804,7 +885,45 @@ func (m *Manager) tail(r *run, final bool) {
 	r.log.stderrOff = r.readOff[1] - int64(len(r.partial[1]))
 	if len(evs) > 0 {
 		m.appendEvents(r.id, r.log, evs)
+		r.lastOutput = time.Now()
+		if r.stalled {
+			r.stalled = false
+			m.update(r.id, func(a *Agent) { a.StalledSince = nil })
+		}
 	}
+}
+
+// checkStall reports an agent that has printed nothing for the stall
+// timeout: an event and an agentChanged with stalledSince set. The agent
+// keeps running.
+func (m *Manager) checkStall(r *run) {
+	if r.stalled || r.stallAfter <= 0 || time.Since(r.lastOutput) < r.stallAfter {
+		return
+	}
+	r.stalled = true
+	since := r.lastOutput.UTC()
+	msg := fmt.Sprintf("no output for %s", time.Since(r.lastOutput).Round(time.Second))
+	m.appendEvents(r.id, r.log, []Event{{Time: time.Now().UTC(), Kind: providers.KindStall, Text: msg}})
+	m.update(r.id, func(a *Agent) { a.StalledSince = &since })
+	m.log.Info("agent stalled", zap.String("id", r.id), zap.String("what", msg))
+}
+
+// update changes a record without a state transition and publishes it.
+func (m *Manager) update(id string, mutate func(*Agent)) {
+	unlock := m.lockAgent(id)
+	defer unlock()
+	ctx := context.WithoutCancel(m.ctx)
+	a, err := m.store.Get(ctx, id)
+	if err != nil {
+		return
+	}
+	mutate(a)
+	a.UpdatedAt = time.Now().UTC()
+	if err := m.store.Put(ctx, a); err != nil {
+		m.log.Error("update record", zap.String("id", id), zap.Error(err))
+		return
+	}
+	m.publishAgent(a)
 }
 
 func (m *Manager) parseLine(r *run, stream string, line []byte) []Event {
@@ -821,17 +940,76 @@ func (m *Manager) parseLine(r *run, stream string, line []byte) []Event {
 				}
 			}
 		case providers.KindResult:
-			r.result = ev.Text
+			if ev.Text != "" || r.result == "" {
+				r.result = ev.Text
+			}
 			if ev.Usage != nil {
 				r.usage = *ev.Usage
 			}
+			if ev.Turns > 0 {
+				r.turns = ev.Turns
+			}
+			r.errorKind, r.resultError = ev.ErrorKind, ev.IsError
 		case providers.KindUsage:
 			if ev.Usage != nil {
 				r.usage.Add(*ev.Usage)
 			}
+		case providers.KindSession:
+			if ev.SessionID != "" {
+				r.sessionID = ev.SessionID
+			}
+		case providers.KindToolCall:
+			r.toolCalls++
+			if r.turns < r.toolCalls {
+				r.turns = r.toolCalls
+			}
+		case providers.KindQuestion:
+			r.questions = append(r.questions, Question{Text: ev.Text, Tool: ev.Tool, Path: ev.Path, Command: ev.Command})
 		}
 	}
+	m.checkLimits(r)
 	return evs
+}
+
+// totalUsage is what the agent used over all its runs, with the cost
+// estimated from the price table when the vendor reports none.
+func (r *run) totalUsage() providers.Usage {
+	u := r.usage
+	if u.CostUSD == 0 && r.price != nil && u.InputTokens+u.OutputTokens > 0 {
+		u.CostUSD = r.price.Cost(u.InputTokens, u.OutputTokens, u.CacheReadTokens, u.CacheWriteTokens)
+		u.CostEstimated = true
+	}
+	t := r.baseUsage
+	t.Add(u)
+	return t
+}
+
+// checkLimits stops the agent when it passes its budget or turn limit.
+func (m *Manager) checkLimits(r *run) {
+	if r.limitReason != "" {
+		return
+	}
+	u := r.totalUsage()
+	switch {
+	case r.budgetUSD > 0 && u.CostUSD > r.budgetUSD:
+		r.limitReason = fmt.Sprintf("budget exceeded: spent $%.4f of the $%.4f budget", u.CostUSD, r.budgetUSD)
+		r.errorKind = providers.ErrorBudget
+	case r.budgetTokens > 0 && u.InputTokens+u.OutputTokens > r.budgetTokens:
+		r.limitReason = fmt.Sprintf("budget exceeded: used %d of the %d-token budget", u.InputTokens+u.OutputTokens, r.budgetTokens)
+		r.errorKind = providers.ErrorBudget
+	case r.maxTurns > 0 && r.turns > r.maxTurns:
+		r.limitReason = fmt.Sprintf("turn limit reached: %d turns, the limit is %d", r.turns, r.maxTurns)
+		r.errorKind = providers.ErrorMaxTurns
+	default:
+		return
+	}
+	m.log.Info("limit reached; stopping the agent", zap.String("id", r.id), zap.String("reason", r.limitReason))
+	m.mu.Lock()
+	pid := r.shimPID
+	m.mu.Unlock()
+	if pid > 0 {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
 }
 
 // appendEvents writes events to an agent's log and publishes them.
@@ -876,6 +1054,10 @@ func (m *Manager) finalize(r *run) {
 		if pid := readPID(filepath.Join(r.dir, agentPID)); pid > 0 {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 		}
+	case r.limitReason != "":
+		state, reason = StateFailed, r.limitReason
+		exitCode = &st.ExitCode
+		errMsg = r.limitReason
 	case st.Cancelled:
 		state, reason = StateCancelled, "cancelled"
 		exitCode = &st.ExitCode
@@ -888,15 +1070,29 @@ func (m *Manager) finalize(r *run) {
 		state, reason = StateFailed, st.Error
 		exitCode = &st.ExitCode
 		errMsg = st.Error
-	case st.ExitCode != 0:
+	case len(r.questions) > 0 && !(st.ExitCode != 0 && r.resultError):
+		state = StateNeedsInput
+		exitCode = &st.ExitCode
+		reason = "needs input: " + r.questions[0].Text
+		if len(r.questions) > 1 {
+			reason += fmt.Sprintf(" (and %d more)", len(r.questions)-1)
+		}
+		errMsg = reason
+	case st.ExitCode != 0 || r.resultError:
 		state = StateFailed
 		exitCode = &st.ExitCode
 		reason = fmt.Sprintf("agent exited with code %d", st.ExitCode)
 		if st.Signal != "" {
 			reason = fmt.Sprintf("agent killed by %s", st.Signal)
 		}
-		if r.lastErr != "" {
+		switch {
+		case r.resultError && r.result != "":
+			reason += ": " + r.result
+		case r.lastErr != "":
 			reason += ": " + r.lastErr
+		}
+		if r.errorKind != "" {
+			reason = r.errorKind + ": " + reason
 		}
 		errMsg = reason
 	default:
@@ -923,7 +1119,7 @@ func (m *Manager) finalize(r *run) {
 	}
 	now := time.Now().UTC()
 	cleaned := false
-	if diff.Commits == 0 && diff.Files == 0 && state != StateLost {
+	if diff.Commits == 0 && diff.Files == 0 && state != StateLost && state != StateNeedsInput {
 		if cfg, err := config.Load(a.Repo); err == nil && cfg.CleanupUnchanged() {
 			rs := m.repo(a.Repo)
 			rs.git.Lock()
@@ -940,7 +1136,11 @@ func (m *Manager) finalize(r *run) {
 		a.ExitCode = exitCode
 		a.Error = errMsg
 		a.Result = result
-		a.Usage = r.usage
+		a.Usage = r.totalUsage()
+		a.Turns = r.baseTurns + r.turns
+		a.SessionID = r.sessionID
+		a.Questions = append([]Question(nil), r.questions...)
+		a.StalledSince = nil
 		a.Diff = diff
 		a.Head = head
 		a.FinishedAt = &now
@@ -1024,21 +1224,26 @@ func (m *Manager) transitionLocked(ctx context.Context, id string, to State, rea
 
 // stateEvent writes a state change into the agent's event log.
 func (m *Manager) stateEvent(a *Agent, reason string) {
+	m.appendOnce(a.ID, Event{Time: a.UpdatedAt, Kind: providers.KindState, State: string(a.State), Text: reason})
+}
+
+// appendOnce appends one event to an agent's log, through the run's open
+// log when there is one.
+func (m *Manager) appendOnce(id string, ev Event) {
 	m.mu.Lock()
-	r := m.runs[a.ID]
+	r := m.runs[id]
 	m.mu.Unlock()
-	ev := Event{Time: a.UpdatedAt, Kind: providers.KindState, State: string(a.State), Text: reason}
 	m.evMu.Lock()
 	defer m.evMu.Unlock()
 	if r != nil && r.log != nil {
-		m.appendEventsLocked(a.ID, r.log, []Event{ev})
+		m.appendEventsLocked(id, r.log, []Event{ev})
 		return
 	}
-	l, err := openEventLog(m.agentDir(a.ID))
+	l, err := openEventLog(m.agentDir(id))
 	if err != nil {
 		return
 	}
-	m.appendEventsLocked(a.ID, l, []Event{ev})
+	m.appendEventsLocked(id, l, []Event{ev})
 	_ = l.close()
 }
 

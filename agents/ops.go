@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/bgagents/bgagents/agents/providers"
+	"github.com/bgagents/bgagents/internal/config"
 	"github.com/bgagents/bgagents/worktree"
 )
 
@@ -99,6 +102,99 @@ func (m *Manager) Cancel(ctx context.Context, ref, repo string) (*Agent, error) 
 	return m.store.Get(ctx, a.ID)
 }
 
+// Message continues an agent with a follow-up from the user: the vendor's
+// session is resumed (or, for agents without sessions, the command runs
+// again with the message) in the same worktree, and the agent is running
+// again. allowDenied allows, for this run, the tools the agent was refused.
+func (m *Manager) Message(ctx context.Context, ref, repo, text string, allowDenied bool) (*Agent, error) {
+	text = strings.TrimSpace(text)
+	if text == "" {
+		return nil, Errorf(ErrInvalid, "the message is empty: say what the agent should do next")
+	}
+	a, err := m.Resolve(ctx, ref, repo)
+	if err != nil {
+		return nil, err
+	}
+	unlock := m.lockAgent(a.ID)
+	if a, err = m.store.Get(ctx, a.ID); err != nil {
+		unlock()
+		return nil, err
+	}
+	switch a.State {
+	case StateNeedsInput, StateSucceeded, StateFailed:
+	case StateQueued, StateProvisioning, StateRunning:
+		unlock()
+		return nil, Errorf(ErrState, "agent %s is %s; send the message when it has stopped (or cancel it)", a.Name, a.State)
+	default:
+		unlock()
+		return nil, Errorf(ErrState, "agent %s is %s; it cannot be continued", a.Name, a.State)
+	}
+	if a.Cleaned {
+		unlock()
+		return nil, Errorf(ErrState, "agent %s changed nothing and its worktree was removed; spawn a new agent instead", a.Name)
+	}
+	if _, err := os.Stat(a.Worktree); err != nil {
+		unlock()
+		return nil, Errorf(ErrState, "the worktree %s of agent %s is missing; spawn a new agent instead", a.Worktree, a.Name)
+	}
+	cfg, err := config.Load(a.Repo)
+	if err != nil {
+		unlock()
+		return nil, Errorf(ErrConfig, "%w", err)
+	}
+	spec, err := cfg.Spec(a.Agent)
+	if err != nil {
+		unlock()
+		return nil, Errorf(ErrConfig, "%w", err)
+	}
+	prov, err := providers.Get(spec.Provider)
+	if err != nil {
+		unlock()
+		return nil, Errorf(ErrConfig, "%w", err)
+	}
+	task := providers.Task{
+		ID: a.ID, Prompt: text, Worktree: a.Worktree, Branch: a.Branch, Base: a.Base,
+		Model: a.Model, MaxTurns: a.MaxTurns, ReadOnly: a.ReadOnly,
+	}
+	if prov.CanResume() && a.SessionID != "" {
+		task.Resume = a.SessionID
+	}
+	if allowDenied {
+		seen := map[string]bool{}
+		for _, q := range a.Questions {
+			if q.Tool != "" && !seen[q.Tool] {
+				seen[q.Tool] = true
+				task.AllowTools = append(task.AllowTools, q.Tool)
+			}
+		}
+	}
+	argv, env, err := prov.Command(spec, task)
+	if err != nil {
+		unlock()
+		if errors.Is(err, providers.ErrNotInstalled) {
+			return nil, Errorf(ErrUnavailable, "agent %q cannot run: %w", a.Agent, err)
+		}
+		return nil, Errorf(ErrConfig, "agent %q: %w", a.Agent, err)
+	}
+	r := m.newRun(a)
+	m.mu.Lock()
+	if m.runs[a.ID] != nil {
+		m.mu.Unlock()
+		unlock()
+		return nil, Errorf(ErrState, "agent %s is already running", a.Name)
+	}
+	m.runs[a.ID] = r
+	m.repoLocked(a.Repo).active++
+	m.mu.Unlock()
+	unlock()
+	m.appendOnce(a.ID, Event{Time: time.Now().UTC(), Kind: providers.KindMessage, Text: text})
+	if err := m.launch(r, a, argv, env, a.Runs+1); err != nil {
+		m.endRun(r)
+		return nil, fmt.Errorf("continue %s: %w", a.Name, err)
+	}
+	return m.store.Get(ctx, a.ID)
+}
+
 // Wait blocks until agent id is no longer live or ctx ends.
 func (m *Manager) Wait(ctx context.Context, id string) (*Agent, error) {
 	sub := m.bus.Subscribe()
@@ -107,7 +203,7 @@ func (m *Manager) Wait(ctx context.Context, id string) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	for a.State.Live() {
+	for a.State.Active() {
 		ns, ok := sub.Next(ctx)
 		if !ok {
 			return nil, ctx.Err()

@@ -39,6 +39,7 @@ func init() {
 		MethodDiscard:              (*Session).discard,
 		MethodOpenWorktree:         (*Session).openWorktree,
 		MethodStopDaemon:           (*Session).stopDaemon,
+		MethodMessage:              (*Session).message,
 	}
 }
 
@@ -97,6 +98,7 @@ func (s *Session) spawnAgent(ctx context.Context, p SpawnParams) (*agents.Agent,
 	a, err := mgr.Spawn(ctx, agents.SpawnRequest{
 		Task: p.Task, Name: p.Name, Agent: p.Agent, Model: p.Model, Repo: p.Repo, Base: p.Base,
 		Timeout: time.Duration(p.Timeout), Context: p.Context,
+		MaxTurns: p.MaxTurns, BudgetUSD: p.BudgetUSD, BudgetTokens: p.BudgetTokens, ReadOnly: p.ReadOnly,
 	})
 	if err != nil {
 		return nil, err
@@ -341,6 +343,22 @@ func (s *Session) merge(ctx context.Context, params json.RawMessage) (any, error
 		return nil, err
 	}
 	a, err = mgr.Merge(ctx, a.ID, "", squash)
+	if err != nil {
+		return nil, err
+	}
+	return AgentResult{Agent: a}, nil
+}
+
+func (s *Session) message(ctx context.Context, params json.RawMessage) (any, error) {
+	var p MessageParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	a, err = mgr.Message(ctx, a.ID, "", p.Text, p.AllowDenied)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ const (
 	MethodDiscard      = "bgagents/discard"
 	MethodOpenWorktree = "bgagents/openWorktree"
 	MethodStopDaemon   = "bgagents/stopDaemon"
+	MethodMessage      = "bgagents/message"
 )
 
 // Custom notifications (daemon → client).
@@ -93,6 +94,25 @@ type SpawnParams struct {
 	Timeout agents.Duration `json:"timeout,omitempty"`
 	// Context is editor context (file, lines, text, diagnostic).
 	Context *agents.Context `json:"context,omitempty"`
+	// MaxTurns stops the agent after that many turns; default: config.
+	MaxTurns int `json:"maxTurns,omitempty"`
+	// BudgetUSD stops the agent when its cost passes it; default: config.
+	BudgetUSD float64 `json:"budgetUsd,omitempty"`
+	// BudgetTokens stops the agent when input+output tokens pass it.
+	BudgetTokens int64 `json:"budgetTokens,omitempty"`
+	// ReadOnly runs the agent in its vendor's read-only mode.
+	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// MessageParams sends a follow-up to an agent that stopped (needs_input,
+// succeeded or failed): its session is resumed with Text.
+type MessageParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+	Text string `json:"text"`
+	// AllowDenied allows, for the resumed run, the tools the agent was
+	// refused (its questions).
+	AllowDenied bool `json:"allowDenied,omitempty"`
 }
 
 // AgentResult carries one agent record.

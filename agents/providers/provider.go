@@ -62,6 +62,8 @@ const (
 	KindRaw Kind = "raw"
 	// KindStall says the agent printed nothing for a while.
 	KindStall Kind = "stall"
+	// KindMessage is a follow-up message the user sent the agent.
+	KindMessage Kind = "message"
 )
 
 // Event is one normalised thing an agent did. Seq numbers are per agent,

@@ -48,7 +48,7 @@ survives terminals, editors and its own restarts.`,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
-		spawnCmd(), lsCmd(), showCmd(), logsCmd(), diffCmd(), openCmd(), cancelCmd(), mergeCmd(), rmCmd(),
+		spawnCmd(), lsCmd(), showCmd(), logsCmd(), diffCmd(), openCmd(), msgCmd(), cancelCmd(), mergeCmd(), rmCmd(),
 		daemonCmd(), lspCmd(), doctorCmd(), versionCmd(), shimCmd(),
 	)
 	return root
@@ -133,7 +133,10 @@ func printJSON(w io.Writer, v any) error {
 func spawnCmd() *cobra.Command {
 	var repo, agent, model, name, base string
 	var timeout time.Duration
-	var wait, asJSON bool
+	var wait, asJSON, readOnly bool
+	var maxTurns int
+	var budgetUSD float64
+	var budgetTokens int64
 	c := &cobra.Command{
 		Use:   "spawn [flags] TASK...",
 		Short: "Start an agent on a task in its own worktree; prints its id",
@@ -150,7 +153,10 @@ func spawnCmd() *cobra.Command {
 			}
 			defer c.Close()
 			var res server.AgentResult
-			p := server.SpawnParams{Task: strings.Join(args, " "), Repo: dir, Agent: agent, Model: model, Name: name, Base: base, Timeout: agents.Duration(timeout)}
+			p := server.SpawnParams{
+				Task: strings.Join(args, " "), Repo: dir, Agent: agent, Model: model, Name: name, Base: base, Timeout: agents.Duration(timeout),
+				MaxTurns: maxTurns, BudgetUSD: budgetUSD, BudgetTokens: budgetTokens, ReadOnly: readOnly,
+			}
 			if err := c.Call(ctx, server.MethodSpawn, p, &res); err != nil {
 				return err
 			}
@@ -175,6 +181,9 @@ func spawnCmd() *cobra.Command {
 			if wait && a.State != agents.StateSucceeded {
 				if !asJSON {
 					fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
+					if a.State == agents.StateNeedsInput {
+						fmt.Fprintf(cmd.ErrOrStderr(), "answer with: bgagents msg %s \"...\" (add --allow to allow what it was refused)\n", a.Name)
+					}
 				}
 				return &exitError{code: 1}
 			}
@@ -190,6 +199,10 @@ func spawnCmd() *cobra.Command {
 	f.DurationVar(&timeout, "timeout", 0, "stop the agent after this long, e.g. 30m (default: config)")
 	f.BoolVar(&wait, "wait", false, "wait until the agent ends; exit non-zero unless it succeeded")
 	f.BoolVar(&asJSON, "json", false, "print the agent record as JSON")
+	f.IntVar(&maxTurns, "max-turns", 0, "stop the agent after this many turns (default: config)")
+	f.Float64Var(&budgetUSD, "budget-usd", 0, "stop the agent when its cost passes this many US dollars (default: config)")
+	f.Int64Var(&budgetTokens, "budget-tokens", 0, "stop the agent when its input+output tokens pass this (default: config)")
+	f.BoolVar(&readOnly, "read-only", false, "run the agent in its read-only mode (it may not change files)")
 	f.SetInterspersed(false)
 	return c
 }
@@ -378,7 +391,7 @@ func logsCmd() *cobra.Command {
 					break
 				}
 			}
-			if !follow || !res.State.Live() {
+			if !follow || !res.State.Active() {
 				return nil
 			}
 			for {
@@ -402,7 +415,7 @@ func logsCmd() *cobra.Command {
 						}
 					case server.NotifyAgentChanged:
 						var p server.AgentChangedParams
-						if json.Unmarshal(n.Params, &p) == nil && p.Agent != nil && p.Agent.ID == res.ID && !p.Agent.State.Live() {
+						if json.Unmarshal(n.Params, &p) == nil && p.Agent != nil && p.Agent.ID == res.ID && !p.Agent.State.Active() {
 							return nil
 						}
 					}
@@ -510,6 +523,46 @@ func agentCmd(use, short, method string, params func(id, repo string) any) *cobr
 			return nil
 		},
 	}
+}
+
+func msgCmd() *cobra.Command {
+	var allow, wait bool
+	c := &cobra.Command{
+		Use:   "msg ID TEXT...",
+		Short: "Send a follow-up to an agent that stopped; it resumes the same conversation in the same worktree",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := connect(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var res server.AgentResult
+			p := server.MessageParams{ID: args[0], Repo: currentRepo(ctx), Text: strings.Join(args[1:], " "), AllowDenied: allow}
+			if err := c.Call(ctx, server.MethodMessage, p, &res); err != nil {
+				return err
+			}
+			a := res.Agent
+			if wait {
+				var done server.AgentResult
+				if err := c.Call(ctx, server.MethodWait, server.IDParams{ID: a.ID}, &done); err != nil {
+					return err
+				}
+				a = done.Agent
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", a.ID, a.Name, a.State)
+			if wait && a.State != agents.StateSucceeded {
+				fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&allow, "allow", false, "allow, for this run, the tools the agent was refused")
+	c.Flags().BoolVar(&wait, "wait", false, "wait until the agent stops again; exit non-zero unless it succeeded")
+	c.Flags().SetInterspersed(false)
+	return c
 }
 
 func cancelCmd() *cobra.Command {

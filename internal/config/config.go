@@ -44,6 +44,24 @@ type Defaults struct {
 	Timeout          Duration `toml:"timeout"`
 	CleanupUnchanged *bool    `toml:"cleanup_unchanged"`
 	BudgetUSD        float64  `toml:"budget_usd"`
+	BudgetTokens     int64    `toml:"budget_tokens"`
+	MaxTurns         int      `toml:"max_turns"`
+	StallTimeout     Duration `toml:"stall_timeout"`
+}
+
+// Price is what a model costs, in US dollars per million tokens: the
+// [prices."MODEL"] table, used to estimate the cost of vendors that report
+// tokens only.
+type Price struct {
+	Input      float64 `toml:"input"`
+	Output     float64 `toml:"output"`
+	CacheRead  float64 `toml:"cache_read"`
+	CacheWrite float64 `toml:"cache_write"`
+}
+
+// Cost is the estimated cost of the given token counts.
+func (p *Price) Cost(in, out, cacheRead, cacheWrite int64) float64 {
+	return (float64(in)*p.Input + float64(out)*p.Output + float64(cacheRead)*p.CacheRead + float64(cacheWrite)*p.CacheWrite) / 1e6
 }
 
 // Agent is one [agents.NAME] table.
@@ -70,9 +88,12 @@ type Config struct {
 	Defaults Defaults         `toml:"defaults"`
 	Agents   map[string]Agent `toml:"agents"`
 	Worktree Worktree         `toml:"worktree"`
+	Prices   map[string]Price `toml:"prices"`
 
 	// Files lists the files that were read, user file first.
 	Files []string `toml:"-"`
+
+	stallSet bool
 }
 
 // Default values used when config does not say.
@@ -80,7 +101,37 @@ const (
 	DefaultAgent         = "claude"
 	DefaultMaxConcurrent = 4
 	DefaultWorktreeDir   = "../{repo}.worktrees"
+	// DefaultStallTimeout is how long an agent may print nothing before it
+	// is reported as stalled.
+	DefaultStallTimeout = 10 * time.Minute
 )
+
+// StallTimeout is defaults.stall_timeout ("0s" turns stall reports off).
+func (c *Config) StallTimeout() time.Duration {
+	if c.stallSet {
+		return time.Duration(c.Defaults.StallTimeout)
+	}
+	return DefaultStallTimeout
+}
+
+// PriceFor returns the price of model: an exact [prices] entry, else the
+// longest entry that is a prefix of the model name; nil when unknown.
+func (c *Config) PriceFor(model string) *Price {
+	if p, ok := c.Prices[model]; ok {
+		return &p
+	}
+	best := ""
+	for k := range c.Prices {
+		if strings.HasPrefix(model, k) && len(k) > len(best) {
+			best = k
+		}
+	}
+	if best == "" {
+		return nil
+	}
+	p := c.Prices[best]
+	return &p
+}
 
 // UserFile returns the path of the user's config file: $BGAGENTS_CONFIG,
 // else $XDG_CONFIG_HOME/bgagents/config.toml, else
@@ -103,7 +154,7 @@ func UserFile() string {
 // Missing files are fine; unknown keys and bad values are errors that name
 // the key and the file.
 func Load(repo string) (*Config, error) {
-	c := &Config{Agents: map[string]Agent{}}
+	c := &Config{Agents: map[string]Agent{}, Prices: map[string]Price{}}
 	for _, f := range []string{UserFile(), filepath.Join(repo, RepoFile)} {
 		if f == "" {
 			continue
@@ -166,6 +217,28 @@ func (c *Config) mergeFile(path string) error {
 			return fmt.Errorf("config %s: defaults.budget_usd must not be negative", path)
 		}
 		c.Defaults.BudgetUSD = f.Defaults.BudgetUSD
+	}
+	if set("defaults.budget_tokens") {
+		if f.Defaults.BudgetTokens < 0 {
+			return fmt.Errorf("config %s: defaults.budget_tokens must not be negative", path)
+		}
+		c.Defaults.BudgetTokens = f.Defaults.BudgetTokens
+	}
+	if set("defaults.max_turns") {
+		if f.Defaults.MaxTurns < 0 {
+			return fmt.Errorf("config %s: defaults.max_turns must not be negative", path)
+		}
+		c.Defaults.MaxTurns = f.Defaults.MaxTurns
+	}
+	if set("defaults.stall_timeout") {
+		c.Defaults.StallTimeout = f.Defaults.StallTimeout
+		c.stallSet = true
+	}
+	for model, p := range f.Prices {
+		if p.Input < 0 || p.Output < 0 || p.CacheRead < 0 || p.CacheWrite < 0 {
+			return fmt.Errorf("config %s: prices.%q must not be negative", path, model)
+		}
+		c.Prices[model] = p
 	}
 	if set("worktree.dir") {
 		c.Worktree.Dir = f.Worktree.Dir
