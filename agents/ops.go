@@ -177,6 +177,9 @@ func (m *Manager) Message(ctx context.Context, ref, repo, text string, allowDeni
 		return nil, Errorf(ErrConfig, "agent %q: %w", a.Agent, err)
 	}
 	r := m.newRun(a)
+	if rp, ok := prov.(providers.ResumedParserMaker); ok && task.Resume != "" {
+		r.parser = rp.NewResumedParser(a.Usage)
+	}
 	m.mu.Lock()
 	if m.runs[a.ID] != nil {
 		m.mu.Unlock()

@@ -157,6 +157,13 @@ type Provider interface {
 	CanResume() bool
 }
 
+// ResumedParserMaker is implemented by providers whose CLI reports usage
+// as a running total over the whole session (Codex): a follow-up's parser
+// must know what the session used before, or it counts it twice.
+type ResumedParserMaker interface {
+	NewResumedParser(prior Usage) Parser
+}
+
 // VersionOf runs `binary --version` (2 s at most) and returns its first
 // line; doctor uses it.
 func VersionOf(binary string) (string, error) {

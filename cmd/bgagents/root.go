@@ -331,6 +331,19 @@ func showCmd() *cobra.Command {
 			if a.Cleaned {
 				row("cleanup", "changed nothing; worktree and branch removed")
 			}
+			row("session", a.SessionID)
+			if a.Turns > 0 {
+				row("turns", fmt.Sprint(a.Turns))
+			}
+			if a.Runs > 1 {
+				row("runs", fmt.Sprint(a.Runs))
+			}
+			if a.StalledSince != nil {
+				row("stalled", "no output since "+a.StalledSince.Local().Format(time.RFC3339))
+			}
+			for _, q := range a.Questions {
+				row("question", q.Text)
+			}
 			for _, t := range res.History {
 				row("history", fmt.Sprintf("%s %s → %s: %s", t.At.Local().Format("15:04:05"), orDash(string(t.From)), t.To, t.Reason))
 			}
@@ -456,9 +469,16 @@ func renderEvent(ev agents.Event) string {
 	case providers.KindQuestion:
 		return fmt.Sprintf("%s ? %s", ts, ev.Text)
 	case providers.KindResult:
+		if ev.IsError {
+			return fmt.Sprintf("%s ✘ %s %s", ts, ev.ErrorKind, ev.Text)
+		}
 		return fmt.Sprintf("%s ✔ %s", ts, ev.Text)
 	case providers.KindStall:
 		return fmt.Sprintf("%s … %s", ts, ev.Text)
+	case providers.KindMessage:
+		return fmt.Sprintf("%s ✉ you: %s", ts, ev.Text)
+	case providers.KindSession:
+		return fmt.Sprintf("%s ── session %s %s", ts, ev.SessionID, ev.Text)
 	}
 	if ev.Raw != "" {
 		return fmt.Sprintf("%s   %s", ts, ev.Raw)
@@ -778,6 +798,28 @@ func doctorCmd() *cobra.Command {
 				c.Close()
 			}
 			if cfg != nil {
+				// Every known agent CLI, installed or not (not a failure:
+				// only the configured agents must run).
+				for _, name := range providers.Names() {
+					if name == "command" {
+						continue
+					}
+					p, _ := providers.Get(name)
+					spec, err := cfg.Spec(name)
+					if err != nil {
+						spec = providers.Spec{Name: name, Provider: name}
+					}
+					argv, _, err := p.Command(spec, providers.Task{Prompt: "x", Worktree: root})
+					if err != nil {
+						fmt.Fprintf(out, "--   %s: not installed (%s)\n", name, p.Install())
+						continue
+					}
+					v, verr := providers.VersionOf(argv[0])
+					if verr != nil {
+						v = "version unknown: " + verr.Error()
+					}
+					fmt.Fprintf(out, "ok   %s: %s (%s)\n", name, argv[0], v)
+				}
 				for _, name := range cfg.AgentNames() {
 					if name == "none" {
 						continue

@@ -10,6 +10,7 @@
 //	ignoreterm           ignore SIGTERM from now on
 //	fork PIDFILE         start a child that ignores SIGTERM and hangs; write its pid
 //	pidfile PATH         write this process's pid to PATH
+//	argv PATH            write this process's arguments, one a line, to PATH
 //	stamp PATH           write the current time (Unix nanoseconds) to PATH
 //	waitfile PATH        block until PATH exists
 //	hang                 block forever
@@ -38,6 +39,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "testagent: no script")
 		os.Exit(2)
 	}
+	// The script is the last argument, also when it is called as a vendor
+	// CLI (provider = "claude", binary = testagent: every provider puts the
+	// prompt last). It then prints the vendor's output format with json
+	// steps: it replays captured output, it does not imitate the vendor.
 	script := os.Args[len(os.Args)-1]
 	for _, step := range strings.Split(script, ";") {
 		f := strings.Fields(step)
@@ -71,6 +76,8 @@ func main() {
 			must(os.WriteFile(f[1], []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
 		case "stamp":
 			must(os.WriteFile(f[1], []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o644))
+		case "argv":
+			must(os.WriteFile(f[1], []byte(strings.Join(os.Args, "\n")), 0o644))
 		case "pidfile":
 			must(os.WriteFile(f[1], []byte(strconv.Itoa(os.Getpid())), 0o644))
 		case "waitfile":
