@@ -120,7 +120,7 @@ type run struct {
 	errorKind   string
 	resultError bool
 	// limits
-	maxTurns     int  // counted by the daemon (vendor has no flag); 0 = none
+	maxTurns     int // counted by the daemon (vendor has no flag); 0 = none
 	budgetUSD    float64
 	budgetTokens int64
 	price        *config.Price
