@@ -128,6 +128,11 @@ type run struct {
 	stallAfter   time.Duration
 	lastOutput   time.Time
 	stalled      bool
+	// what the record last showed while running
+	shownUsage   providers.Usage
+	shownTurns   int
+	shownSession string
+	shownAt      time.Time
 }
 
 // NewManager opens the store under opts.Home. Call Start to re-adopt agents
@@ -889,6 +894,17 @@ func (m *Manager) tail(r *run, final bool) {
 		if r.stalled {
 			r.stalled = false
 			m.update(r.id, func(a *Agent) { a.StalledSince = nil })
+		}
+		// Editors show cost and turns while the agent works, at most once a
+		// second.
+		if !final && (r.usage != r.shownUsage || r.turns != r.shownTurns || r.sessionID != r.shownSession) && time.Since(r.shownAt) >= time.Second {
+			r.shownUsage, r.shownTurns, r.shownSession, r.shownAt = r.usage, r.turns, r.sessionID, time.Now()
+			total, turns, session := r.totalUsage(), r.baseTurns+r.turns, r.sessionID
+			m.update(r.id, func(a *Agent) {
+				if a.State == StateRunning {
+					a.Usage, a.Turns, a.SessionID = total, turns, session
+				}
+			})
 		}
 	}
 }

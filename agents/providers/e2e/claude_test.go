@@ -165,3 +165,20 @@ func TestClaudeBudgetExceeded(t *testing.T) {
 		t.Errorf("cost %v recorded, want more than the budget %v", a.Usage.CostUSD, budget)
 	}
 }
+
+// An API error ends the agent as failed, with the API's message and the
+// error kind in the record.
+func TestClaudeAPIErrorFails(t *testing.T) {
+	t.Parallel()
+	requireCLI(t, "claude", "claude")
+	fake := startFake(t, fakemodel.Fail(400, "fake bad request"))
+	repo := testenv.NewRepo(t, claudeAgent(t, fake, "acceptEdits"))
+	d := startDaemon(t, fake)
+	a := d.spawn(server.SpawnParams{Task: "create hello.txt", Repo: repo.Dir, Agent: "claude"})
+	a = d.wait(a.ID)
+	requireState(t, a, agents.StateFailed)
+	t.Logf("error: %s", a.Error)
+	if !strings.Contains(a.Error, "fake bad request") || !strings.Contains(a.Error, providers.ErrorAPI) {
+		t.Errorf("error %q, want the API's message and the kind %s", a.Error, providers.ErrorAPI)
+	}
+}

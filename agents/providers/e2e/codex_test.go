@@ -99,10 +99,7 @@ func TestCodexWritesFileAndFollowUpResumes(t *testing.T) {
 	// Codex reports the thread's running total, earlier runs included;
 	// the daemon must count each request once.
 	in, out = turnUsage(reqs)
-	if got := a.Usage.InputTokens + a.Usage.CacheReadTokens + a.Usage.CacheWriteTokens; got != in || a.Usage.OutputTokens != out {
-		knownDefect(t, "after a follow-up the usage is %+v, want %d input and %d output tokens: the resumed run's first "+
-			"turn.completed repeats the earlier runs' tokens (codexParser starts its running total at zero)", a.Usage, in, out)
-	}
+	checkTokens(t, a, in, out)
 }
 
 // With a model it knows, Codex edits files with apply_patch: the daemon
@@ -135,4 +132,21 @@ func TestCodexApplyPatch(t *testing.T) {
 func near(a, b float64) bool {
 	d := a - b
 	return d < 1e-12 && d > -1e-12
+}
+
+// An API error ends the agent as failed, with the API's message and the
+// error kind in the record.
+func TestCodexAPIErrorFails(t *testing.T) {
+	t.Parallel()
+	requireCLI(t, "codex", "codex")
+	fake := startFake(t, fakemodel.Fail(400, "fake bad request"))
+	repo := testenv.NewRepo(t, codexAgent(t, fake, "fake-model"))
+	d := startDaemon(t, fake)
+	a := d.spawn(server.SpawnParams{Task: "create hello.txt", Repo: repo.Dir, Agent: "codex"})
+	a = d.wait(a.ID)
+	requireState(t, a, agents.StateFailed)
+	t.Logf("error: %s", a.Error)
+	if !strings.Contains(a.Error, "fake bad request") || !strings.Contains(a.Error, providers.ErrorAPI) {
+		t.Errorf("error %q, want the API's message and the kind %s", a.Error, providers.ErrorAPI)
+	}
 }

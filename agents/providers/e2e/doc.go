@@ -6,7 +6,11 @@
 //
 // The CLIs are not vendored: `.ci/install-agent-clis` installs pinned
 // versions into $BGAGENTS_CLI_DIR (default <repo>/.cache/agent-clis). A
-// test whose CLI is not installed there skips and says so.
+// test whose CLI is not installed there skips and says so, and so does
+// every test with -short. To run them:
+//
+//	bash .ci/install-agent-clis
+//	go test ./agents/providers/e2e
 //
 // Each test gives its CLI a private HOME (and XDG directories) holding the
 // configuration files the CLI needs to talk to the fake server, and points

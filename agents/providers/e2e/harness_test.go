@@ -47,9 +47,13 @@ func cliDir() string {
 }
 
 // requireCLI returns the absolute path of the installed executable exe of
-// provider, or skips the test.
+// provider, or skips the test: with -short, when the provider is not in
+// the build, or when the CLI is not installed.
 func requireCLI(t *testing.T, provider, exe string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs a real agent CLI: not with -short")
+	}
 	if _, err := providers.Get(provider); err != nil {
 		t.Skipf("the %s provider is not in this build: %v", provider, err)
 	}
@@ -372,15 +376,6 @@ func (d *daemon) requireEvent(id, what string, match func(agents.Event) bool) {
 		}
 	}
 	d.t.Errorf("agent %s: no event %s in its log", id, what)
-}
-
-// knownDefect marks a check that fails because of a reported defect
-// outside this package: the test is skipped with the reason, so the rest
-// of the suite stays green until the fix lands. Once it has, make this
-// t.Errorf.
-func knownDefect(t *testing.T, format string, args ...any) {
-	t.Helper()
-	t.Skipf("KNOWN DEFECT: "+format, args...)
 }
 
 // mustContain fails unless body contains every one of wants.

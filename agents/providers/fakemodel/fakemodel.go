@@ -191,13 +191,6 @@ func (s *Server) Close() {
 	s.srv.Close()
 }
 
-// Add appends turns to the script.
-func (s *Server) Add(turns ...Turn) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.script = append(s.script, turns...)
-}
-
 // Remaining is the number of scripted turns not yet taken.
 func (s *Server) Remaining() int {
 	s.mu.Lock()
