@@ -886,6 +886,11 @@ func (m *Manager) tail(r *run, final bool) {
 			r.partial[i] = nil
 		}
 	}
+	if final {
+		if f, ok := r.parser.(providers.Flusher); ok {
+			evs = append(evs, r.afterParse(f.Flush())...)
+		}
+	}
 	r.log.stdoutOff = r.readOff[0] - int64(len(r.partial[0]))
 	r.log.stderrOff = r.readOff[1] - int64(len(r.partial[1]))
 	if len(evs) > 0 {
@@ -944,7 +949,14 @@ func (m *Manager) update(id string, mutate func(*Agent)) {
 
 func (m *Manager) parseLine(r *run, stream string, line []byte) []Event {
 	line = []byte(strings.TrimRight(string(line), "\r"))
-	evs := r.parser.Line(stream, line)
+	evs := r.afterParse(r.parser.Line(stream, line))
+	m.checkLimits(r)
+	return evs
+}
+
+// afterParse keeps what the daemon needs from the events: the result,
+// usage, session, turns and questions.
+func (r *run) afterParse(evs []Event) []Event {
 	for _, ev := range evs {
 		switch ev.Kind {
 		case providers.KindOutput:
@@ -983,7 +995,6 @@ func (m *Manager) parseLine(r *run, stream string, line []byte) []Event {
 			r.questions = append(r.questions, Question{Text: ev.Text, Tool: ev.Tool, Path: ev.Path, Command: ev.Command})
 		}
 	}
-	m.checkLimits(r)
 	return evs
 }
 

@@ -142,6 +142,12 @@ type Parser interface {
 	Line(stream string, line []byte) []Event
 }
 
+// Flusher is implemented by parsers that hold text back (streamed pieces
+// joined into one event): Flush returns what is left when the output ends.
+type Flusher interface {
+	Flush() []Event
+}
+
 // Provider is one kind of agent CLI.
 type Provider interface {
 	// Name is the provider's key, as in `provider = "claude"`.
