@@ -225,7 +225,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if _, err := fmt.Sscanf(string(b), "%q", &s); err != nil {
-			return fmt.Errorf("duration must be a string like \"15m\": %w", err)
+			return fmt.Errorf("timeout must be a string like \"15m\": %w", err)
 		}
 		if s == "" {
 			*d = 0
@@ -233,20 +233,20 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		}
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("duration %q: %w", s, err)
+			return fmt.Errorf("timeout %q is not a duration like \"15m\" or \"90s\"", s)
 		}
 		if v < 0 {
-			return fmt.Errorf("duration %q is negative", s)
+			return fmt.Errorf("timeout %q is negative", s)
 		}
 		*d = Duration(v)
 		return nil
 	}
 	var secs float64
 	if _, err := fmt.Sscanf(string(b), "%g", &secs); err != nil {
-		return fmt.Errorf("duration must be a string like \"15m\" or a number of seconds")
+		return fmt.Errorf("timeout must be a string like \"15m\" or a number of seconds")
 	}
 	if secs < 0 {
-		return fmt.Errorf("duration %v is negative", secs)
+		return fmt.Errorf("timeout %v is negative", secs)
 	}
 	*d = Duration(secs * float64(time.Second))
 	return nil

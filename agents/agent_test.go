@@ -150,17 +150,38 @@ func TestEventLogRecoversAfterTornWrite(t *testing.T) {
 	}
 }
 
-func TestBusNeverBlocksPublisher(t *testing.T) {
+func TestBusNeverBlocksAndStaysBounded(t *testing.T) {
 	b := NewBus()
 	slow := b.Subscribe()
 	defer slow.Close()
 	for i := 0; i < 10000; i++ {
-		b.Publish(Notice{Agent: &Agent{ID: "x"}})
+		b.Publish(Notice{Output: &OutputNotice{ID: "x", Events: []Event{{Seq: int64(i + 1)}}}})
+		b.Publish(Notice{Agent: &Agent{ID: "x", Turns: i}})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ns, ok := slow.Next(ctx)
-	if !ok || len(ns) != 10000 {
-		t.Fatalf("got %d notices", len(ns))
+	if !ok || len(ns) > MaxQueue+1 {
+		t.Fatalf("got %d notices, want at most %d", len(ns), MaxQueue+1)
+	}
+	// The newest snapshot of the agent is never lost.
+	last := -1
+	for _, n := range ns {
+		if n.Agent != nil {
+			last = n.Agent.Turns
+		}
+	}
+	if last != 9999 {
+		t.Fatalf("newest agent snapshot %d, want 9999", last)
+	}
+	if slow.Dropped() == 0 {
+		t.Fatal("no output notice was dropped although the queue was full")
+	}
+	// A reader that keeps up gets everything.
+	fast := b.Subscribe()
+	defer fast.Close()
+	b.Publish(Notice{Output: &OutputNotice{ID: "y"}})
+	if ns, ok := fast.Next(ctx); !ok || len(ns) != 1 || fast.Dropped() != 0 {
+		t.Fatalf("fast reader: %d notices, %d dropped", len(ns), fast.Dropped())
 	}
 }

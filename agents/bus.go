@@ -40,13 +40,20 @@ type Bus struct {
 // NewBus returns an empty bus.
 func NewBus() *Bus { return &Bus{subs: map[*Sub]struct{}{}} }
 
+// MaxQueue bounds a subscriber's queue. Past it, output and progress
+// notices are dropped (a follower sees a gap in seq and fetches the log)
+// and agent snapshots replace older snapshots of the same agent, so a
+// client that stops reading cannot make the daemon grow without bound.
+const MaxQueue = 4096
+
 // Sub is one subscriber's queue.
 type Sub struct {
-	bus    *Bus
-	mu     sync.Mutex // guards queue and closed
-	queue  []Notice
-	closed bool
-	wake   chan struct{}
+	bus     *Bus
+	mu      sync.Mutex // guards queue, closed and dropped
+	queue   []Notice
+	closed  bool
+	dropped int
+	wake    chan struct{}
 }
 
 // Subscribe registers a new subscriber.
@@ -69,8 +76,26 @@ func (b *Bus) Publish(n Notice) {
 
 func (s *Sub) push(n Notice) {
 	s.mu.Lock()
-	if !s.closed {
+	switch {
+	case s.closed:
+	case len(s.queue) < MaxQueue:
 		s.queue = append(s.queue, n)
+	case n.Agent != nil:
+		replaced := false
+		// The newest queued snapshot of this agent is replaced, so the
+		// queue still ends with the agent's current state.
+		for i := len(s.queue) - 1; i >= 0; i-- {
+			if q := s.queue[i].Agent; q != nil && q.ID == n.Agent.ID {
+				s.queue[i] = n
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			s.queue = append(s.queue, n)
+		}
+	default:
+		s.dropped++
 	}
 	s.mu.Unlock()
 	select {
@@ -101,6 +126,13 @@ func (s *Sub) Next(ctx context.Context) ([]Notice, bool) {
 		case <-s.wake:
 		}
 	}
+}
+
+// Dropped returns how many notices were dropped because the queue was full.
+func (s *Sub) Dropped() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped
 }
 
 // Close unsubscribes.

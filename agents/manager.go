@@ -1,6 +1,7 @@
 package agents
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -133,6 +134,7 @@ type run struct {
 	shownTurns   int
 	shownSession string
 	shownAt      time.Time
+	resumed      bool // this run continues the vendor session
 }
 
 // NewManager opens the store under opts.Home. Call Start to re-adopt agents
@@ -271,11 +273,10 @@ func (m *Manager) Start(ctx context.Context) error {
 // daemon died back in the queue, removing what was half made.
 func (m *Manager) reprovision(ctx context.Context, a *Agent) {
 	dir := m.agentDir(a.ID)
-	shim := readPID(filepath.Join(dir, shimPIDFile))
-	_, statusErr := os.Stat(filepath.Join(dir, statusFile))
-	if shim > 0 && (statusErr == nil || pidAlive(shim) && isShimFor(shim, dir)) {
-		// The shim had started before the daemon died: the agent runs (or
-		// ran); record that and supervise it like any running agent.
+	if shim := readPID(filepath.Join(dir, shimPIDFile)); shim > 0 {
+		// The shim had started: it runs, it ran to the end (status.json),
+		// or it is lost. In every case the worktree may hold the agent's
+		// work and is kept; supervision finds out which.
 		now := time.Now().UTC()
 		a, err := m.transition(ctx, a.ID, StateRunning, "agent started (re-adopted)", func(a *Agent) {
 			a.ShimPID = shim
@@ -333,6 +334,17 @@ func (m *Manager) newRun(a *Agent) *run {
 	}
 	if !providers.LimitsTurns(p) {
 		r.maxTurns = a.MaxTurns
+	}
+	// A run already under way (re-adoption): its base and parser come from
+	// what it was started with, not from the live record.
+	if a.State == StateRunning {
+		var spec RunSpec
+		if readJSON(filepath.Join(r.dir, specFile), &spec) == nil {
+			r.baseUsage, r.baseTurns = spec.BaseUsage, spec.BaseTurns
+			if rp, ok := p.(providers.ResumedParserMaker); ok && spec.Resumed {
+				r.parser = rp.NewResumedParser(spec.BaseUsage)
+			}
+		}
 	}
 	if cfg, err := config.Load(a.Repo); err == nil {
 		r.price = cfg.PriceFor(a.Model)
@@ -645,7 +657,8 @@ func (m *Manager) launch(r *run, a *Agent, argv, env []string, runNo int) error 
 	ctx := r.ctx
 	spec := RunSpec{
 		Argv: argv, Dir: a.Worktree, Timeout: time.Duration(a.Timeout), Grace: m.opts.Grace, Run: runNo,
-		Env: append(agentEnv(a), env...),
+		Env:       append(agentEnv(a), env...),
+		BaseUsage: r.baseUsage, BaseTurns: r.baseTurns, Resumed: r.resumed,
 	}
 	if err := writeJSONAtomic(filepath.Join(r.dir, specFile), spec); err != nil {
 		return err
@@ -734,7 +747,13 @@ func agentEnv(a *Agent) []string {
 	for _, kv := range os.Environ() {
 		// The daemon's own directory and bgagents' internals are not the
 		// agent's business.
-		if strings.HasPrefix(kv, "PWD=") || strings.HasPrefix(kv, "OLDPWD=") || strings.HasPrefix(kv, "BGAGENTS_GRACE=") {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "PWD", "OLDPWD", "BGAGENTS_GRACE",
+			// A daemon started from a git hook must not point the agent's
+			// git at another repository.
+			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
+			"GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX", "GIT_NAMESPACE":
 			continue
 		}
 		env = append(env, kv)
@@ -844,6 +863,17 @@ func (m *Manager) tail(r *run, final bool) {
 		return
 	}
 	var evs []Event
+	// Bytes read but not yet consumed as complete lines, per stream.
+	rest := [2]int{len(r.partial[0]), len(r.partial[1])}
+	flush := func() {
+		r.log.stdoutOff = r.readOff[0] - int64(rest[0])
+		r.log.stderrOff = r.readOff[1] - int64(rest[1])
+		if len(evs) > 0 {
+			m.appendEvents(r.id, r.log, evs)
+			evs = nil
+		}
+	}
+	buf := make([]byte, 64*1024)
 	for i, name := range []string{stdoutFile, stderrFile} {
 		stream := strings.TrimSuffix(name, ".log")
 		// The log records how far complete lines were consumed; a partial
@@ -856,24 +886,30 @@ func (m *Manager) tail(r *run, final bool) {
 		if err != nil {
 			continue
 		}
-		buf := make([]byte, 64*1024)
 		for {
 			n, err := f.ReadAt(buf, *off)
 			if n > 0 {
 				*off += int64(n)
 				data := append(r.partial[i], buf[:n]...)
 				for {
-					j := strings.IndexByte(string(data), '\n')
+					j := bytes.IndexByte(data, '\n')
 					if j < 0 {
 						break
 					}
 					evs = append(evs, m.parseLine(r, stream, data[:j])...)
 					data = data[j+1:]
+					rest[i] = len(data)
+					// Publish in batches: a chatty agent never makes one
+					// huge notice or holds all its output in memory.
+					if len(evs) >= 512 {
+						flush()
+					}
 				}
 				if len(data) > maxLine {
 					evs = append(evs, m.parseLine(r, stream, data)...)
 					data = nil
 				}
+				rest[i] = len(data)
 				r.partial[i] = append([]byte(nil), data...)
 			}
 			if err != nil || n == 0 {
@@ -884,6 +920,7 @@ func (m *Manager) tail(r *run, final bool) {
 		if final && len(r.partial[i]) > 0 {
 			evs = append(evs, m.parseLine(r, stream, r.partial[i])...)
 			r.partial[i] = nil
+			rest[i] = 0
 		}
 	}
 	if final {
@@ -891,10 +928,9 @@ func (m *Manager) tail(r *run, final bool) {
 			evs = append(evs, r.afterParse(f.Flush())...)
 		}
 	}
-	r.log.stdoutOff = r.readOff[0] - int64(len(r.partial[0]))
-	r.log.stderrOff = r.readOff[1] - int64(len(r.partial[1]))
-	if len(evs) > 0 {
-		m.appendEvents(r.id, r.log, evs)
+	moved := len(evs) > 0 || r.log.stdoutOff != r.readOff[0]-int64(rest[0]) || r.log.stderrOff != r.readOff[1]-int64(rest[1])
+	flush()
+	if moved {
 		r.lastOutput = time.Now()
 		if r.stalled {
 			r.stalled = false
@@ -1078,13 +1114,11 @@ func (m *Manager) finalize(r *run) {
 		state, reason = StateLost, "the shim ended without recording how the agent exited"
 		errMsg = reason
 		// Anything of the agent still running is an orphan now.
-		if pid := readPID(filepath.Join(r.dir, agentPID)); pid > 0 {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-		}
+		killAgentGroup(r.dir, r.id)
 	case r.limitReason != "":
-		state, reason = StateFailed, r.limitReason
+		state, reason = StateFailed, r.errorKind+": "+r.limitReason
 		exitCode = &st.ExitCode
-		errMsg = r.limitReason
+		errMsg = reason
 	case st.Cancelled:
 		state, reason = StateCancelled, "cancelled"
 		exitCode = &st.ExitCode
@@ -1146,7 +1180,9 @@ func (m *Manager) finalize(r *run) {
 	}
 	now := time.Now().UTC()
 	cleaned := false
-	if diff.Commits == 0 && diff.Files == 0 && state != StateLost && state != StateNeedsInput {
+	branchTip, _ := worktree.ResolveCommit(ctx, a.Repo, a.Branch)
+	moved := head != "" && head != branchTip // the agent left HEAD elsewhere (detached)
+	if diff.Commits == 0 && diff.Files == 0 && !moved && state != StateLost && state != StateNeedsInput {
 		if cfg, err := config.Load(a.Repo); err == nil && cfg.CleanupUnchanged() {
 			rs := m.repo(a.Repo)
 			rs.git.Lock()
@@ -1171,6 +1207,10 @@ func (m *Manager) finalize(r *run) {
 		a.Diff = diff
 		a.Head = head
 		a.FinishedAt = &now
+		if statusErr == nil && !st.FinishedAt.IsZero() {
+			t := st.FinishedAt.UTC()
+			a.FinishedAt = &t
+		}
 		a.ShimPID = 0
 		a.Cleaned = cleaned
 		if !st.StartedAt.IsZero() && a.StartedAt == nil {
@@ -1239,11 +1279,14 @@ func (m *Manager) transitionLocked(ctx context.Context, id string, to State, rea
 	}
 	a.State = to
 	a.UpdatedAt = time.Now().UTC()
-	if err := m.store.PutTransition(ctx, a, from, reason); err != nil {
-		return nil, err
-	}
+	// The state event goes into the log before the store changes: a
+	// follower that reads the log and then sees the new state has seen the
+	// event too.
 	if from != to {
 		m.stateEvent(a, reason)
+	}
+	if err := m.store.PutTransition(ctx, a, from, reason); err != nil {
+		return nil, err
 	}
 	m.publishAgent(a)
 	return a.Clone(), nil

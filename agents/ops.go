@@ -87,10 +87,10 @@ func (m *Manager) Cancel(ctx context.Context, ref, repo string) (*Agent, error) 
 			case <-m.ctx.Done():
 			case <-t.C:
 				m.log.Warn("shim did not stop the agent; killing it", zap.String("id", a.ID))
-				if pg := readPID(m.agentDir(a.ID) + "/" + agentPID); pg > 0 {
-					_ = syscall.Kill(-pg, syscall.SIGKILL)
+				killAgentGroup(m.agentDir(a.ID), a.ID)
+				if isShimFor(pid, m.agentDir(a.ID)) {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
-				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}()
 	}
@@ -137,6 +137,10 @@ func (m *Manager) Message(ctx context.Context, ref, repo, text string, allowDeni
 		unlock()
 		return nil, Errorf(ErrState, "the worktree %s of agent %s is missing; spawn a new agent instead", a.Worktree, a.Name)
 	}
+	if a.BudgetUSD > 0 && a.Usage.CostUSD >= a.BudgetUSD || a.BudgetTokens > 0 && a.Usage.InputTokens+a.Usage.OutputTokens >= a.BudgetTokens {
+		unlock()
+		return nil, Errorf(ErrRefused, "agent %s has used its budget ($%.4f, %d tokens); merge or discard it, or spawn a new agent with a larger budget", a.Name, a.Usage.CostUSD, a.Usage.InputTokens+a.Usage.OutputTokens)
+	}
 	cfg, err := config.Load(a.Repo)
 	if err != nil {
 		unlock()
@@ -177,8 +181,11 @@ func (m *Manager) Message(ctx context.Context, ref, repo, text string, allowDeni
 		return nil, Errorf(ErrConfig, "agent %q: %w", a.Agent, err)
 	}
 	r := m.newRun(a)
-	if rp, ok := prov.(providers.ResumedParserMaker); ok && task.Resume != "" {
-		r.parser = rp.NewResumedParser(a.Usage)
+	if task.Resume != "" {
+		r.resumed = true
+		if rp, ok := prov.(providers.ResumedParserMaker); ok {
+			r.parser = rp.NewResumedParser(a.Usage)
+		}
 	}
 	m.mu.Lock()
 	if m.runs[a.ID] != nil {
@@ -270,7 +277,10 @@ func (m *Manager) Diff(ctx context.Context, a *Agent, stat bool) (string, error)
 // squashed commit) and then removes its worktree and branch. It never
 // touches uncommitted work of the checkout that has the base checked out:
 // it refuses instead.
-func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool) (*Agent, error) {
+//
+// into names the branch to land in; empty means the agent's base when it
+// is a branch, else the branch checked out in the main checkout.
+func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool, into string) (*Agent, error) {
 	a, err := m.Resolve(ctx, ref, repo)
 	if err != nil {
 		return nil, err
@@ -288,12 +298,34 @@ func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool) (*Ag
 	case a.Cleaned:
 		return nil, Errorf(ErrState, "agent %s changed nothing; there is nothing to merge (use rm to clear it)", a.Name)
 	}
-	if ok, err := worktree.BranchExists(ctx, a.Repo, a.Base); err != nil || !ok {
-		return nil, Errorf(ErrState, "the base %q of agent %s is not a local branch; merge %s yourself", a.Base, a.Name, a.Branch)
+	target := into
+	if target == "" {
+		target = a.Base
+		if ok, err := worktree.BranchExists(ctx, a.Repo, target); err != nil || !ok {
+			// A tag or commit base: land in what the main checkout has out.
+			cur, err := worktree.CurrentBranch(ctx, a.Repo)
+			if err != nil {
+				return nil, Errorf(ErrState, "the base %q of agent %s is not a branch and the main checkout has no branch checked out; merge with --into BRANCH", a.Base, a.Name)
+			}
+			target = cur
+		}
+	}
+	if err := worktree.ValidateBranchName(target); err != nil {
+		return nil, Errorf(ErrInvalid, "merge target: %w", err)
+	}
+	if ok, err := worktree.BranchExists(ctx, a.Repo, target); err != nil || !ok {
+		return nil, Errorf(ErrInvalid, "there is no local branch %q to merge agent %s into", target, a.Name)
 	}
 	rs := m.repo(a.Repo)
 	rs.git.Lock()
 	defer rs.git.Unlock()
+	// Refuse before changing anything when the checkout that has the
+	// target out is dirty.
+	if wt, err := worktree.CheckedOutIn(ctx, a.Repo, target); err == nil && wt != "" {
+		if files, err := worktree.DirtyFiles(ctx, wt); err == nil && len(files) > 0 {
+			return nil, Errorf(ErrRefused, "the checkout at %s has uncommitted changes (%s); commit or stash them, then merge again", wt, summarize(files))
+		}
+	}
 	// Edits made in the worktree after the run land too.
 	if _, err := os.Stat(a.Worktree); err == nil {
 		if _, err := worktree.CommitAll(ctx, a.Worktree, fmt.Sprintf("%s (edits after the run)", firstLine(a.Task))); err != nil {
@@ -308,11 +340,11 @@ func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool) (*Ag
 	if err != nil {
 		return nil, fmt.Errorf("merge %s: %w", a.Name, err)
 	}
-	msg := fmt.Sprintf("Merge %s: %s\n\n%s\n", a.Branch, firstLine(a.Task), a.Task)
+	msg := fmt.Sprintf("Merge %s into %s: %s\n\n%s\n", a.Branch, target, firstLine(a.Task), a.Task)
 	if squash {
 		msg = fmt.Sprintf("%s\n\nSquashed from %s (bgagents agent %s).\n\n%s\n", firstLine(a.Task), a.Branch, a.ID, a.Task)
 	}
-	newBase, err := worktree.Merge(ctx, a.Repo, a.Base, a.Branch, worktree.MergeOptions{Squash: squash, Message: msg})
+	newBase, err := worktree.Merge(ctx, a.Repo, target, a.Branch, worktree.MergeOptions{Squash: squash, Message: msg})
 	if err != nil {
 		var ce *worktree.ConflictError
 		var de *worktree.DirtyError
@@ -324,11 +356,11 @@ func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool) (*Ag
 		}
 		return nil, fmt.Errorf("merge %s: %w", a.Name, err)
 	}
-	m.log.Info("merged", zap.String("id", a.ID), zap.String("base", a.Base), zap.String("commit", newBase))
+	m.log.Info("merged", zap.String("id", a.ID), zap.String("into", target), zap.String("commit", newBase))
 	if err := m.removeWorktreeLocked(ctx, a, true); err != nil {
 		m.log.Warn("clean up after merge", zap.String("id", a.ID), zap.Error(err))
 	}
-	return m.transitionLocked(ctx, a.ID, StateMerged, fmt.Sprintf("merged into %s as %s", a.Base, short(newBase)), func(a *Agent) {
+	return m.transitionLocked(ctx, a.ID, StateMerged, fmt.Sprintf("merged into %s as %s", target, short(newBase)), func(a *Agent) {
 		a.Head = head
 		a.Diff = DiffStat{Commits: stat.Commits, Files: stat.Files, Additions: stat.Additions, Deletions: stat.Deletions}
 	})

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/bgagents/bgagents/agents/providers"
 )
 
 // Files in an agent's state directory.
@@ -35,6 +37,12 @@ type RunSpec struct {
 	Timeout time.Duration `json:"timeout"`
 	Grace   time.Duration `json:"grace"`
 	Run     int           `json:"run"`
+	// What the agent's earlier runs used, so a daemon that re-adopts this
+	// run does not count the run's own live usage as earlier usage.
+	BaseUsage providers.Usage `json:"baseUsage"`
+	BaseTurns int             `json:"baseTurns"`
+	// Resumed is set when this run continues the vendor session.
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // RunStatus is how a run ended: written atomically to status.json by the
@@ -256,4 +264,32 @@ func readPID(path string) int {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
 	return pid
+}
+
+// isAgentProcess reports whether pid still is the agent with this id (its
+// environment names it): a pid file can outlive its process (a reboot,
+// a crash) and the number be given to an unrelated process.
+func isAgentProcess(pid int, id string) bool {
+	if pid <= 0 || !pidAlive(pid) {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	want := "BGAGENTS_AGENT_ID=" + id
+	for _, kv := range strings.Split(string(data), "\x00") {
+		if kv == want {
+			return true
+		}
+	}
+	return false
+}
+
+// killAgentGroup SIGKILLs the agent's process group, but only when the
+// recorded pid still is that agent.
+func killAgentGroup(dir, id string) {
+	if pid := readPID(filepath.Join(dir, agentPID)); isAgentProcess(pid, id) {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
 }

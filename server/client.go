@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,9 +52,26 @@ func NewClient(ctx context.Context, rwc io.ReadWriteCloser) *Client {
 	return c
 }
 
-// Call makes a request and decodes its result into result.
+// ErrDisconnected is returned by Call when the connection to the daemon
+// ends before the reply arrives (the daemon stopped or was killed).
+var ErrDisconnected = errors.New("the connection to the bgagents daemon was lost")
+
+// Call makes a request and decodes its result into result. It returns
+// ErrDisconnected, rather than waiting forever, when the connection ends.
 func (c *Client) Call(ctx context.Context, method string, params, result any) error {
-	_, err := c.conn.Call(ctx, method, params, result)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.conn.Done():
+			cancel()
+		case <-cctx.Done():
+		}
+	}()
+	_, err := c.conn.Call(cctx, method, params, result)
+	if err != nil && ctx.Err() == nil && cctx.Err() != nil {
+		return fmt.Errorf("%s: %w", method, ErrDisconnected)
+	}
 	return err
 }
 
@@ -89,7 +107,8 @@ func Dial(ctx context.Context, p Paths, daemonCmd []string) (net.Conn, error) {
 	if len(daemonCmd) == 0 {
 		return nil, fmt.Errorf("no bgagents daemon answers on %s; start one with `bgagents daemon`", p.Socket())
 	}
-	if err := startDetached(p, daemonCmd); err != nil {
+	exited, err := startDetached(p, daemonCmd)
+	if err != nil {
 		return nil, err
 	}
 	deadline := time.Now().Add(15 * time.Second)
@@ -105,6 +124,13 @@ func Dial(ctx context.Context, p Paths, daemonCmd []string) (net.Conn, error) {
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("start daemon: %w", ctx.Err())
+		case <-exited:
+			// It ended at once: another daemon won the race (try it), or it
+			// failed (say why).
+			if c, err := dialSocket(p.Socket()); err == nil {
+				return c, nil
+			}
+			return nil, fmt.Errorf("the daemon exited at start: %s", lastLogLine(p.Log()))
 		case <-time.After(delay):
 		}
 		if delay < 200*time.Millisecond {
@@ -129,13 +155,13 @@ func dialSocket(sock string) (net.Conn, error) {
 
 // startDetached starts the daemon in its own session, its output going to
 // its log file, so it outlives the terminal or editor that started it.
-func startDetached(p Paths, daemonCmd []string) error {
+func startDetached(p Paths, daemonCmd []string) (<-chan struct{}, error) {
 	if err := os.MkdirAll(p.State, 0o700); err != nil {
-		return fmt.Errorf("start daemon: %w", err)
+		return nil, fmt.Errorf("start daemon: %w", err)
 	}
 	logf, err := os.OpenFile(p.Log(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("start daemon: %w", err)
+		return nil, fmt.Errorf("start daemon: %w", err)
 	}
 	defer logf.Close()
 	cmd := exec.Command(daemonCmd[0], daemonCmd[1:]...)
@@ -144,11 +170,22 @@ func startDetached(p Paths, daemonCmd []string) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start daemon %s: %w", daemonCmd[0], err)
+		return nil, fmt.Errorf("start daemon %s: %w", daemonCmd[0], err)
 	}
 	// Reap it if it exits while we are still here (e.g. another daemon won).
-	go func() { _ = cmd.Wait() }()
-	return nil
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	return exited, nil
+}
+
+// lastLogLine returns the last line of the daemon's log, for errors.
+func lastLogLine(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "see " + path
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return lines[len(lines)-1] + " (" + path + ")"
 }
 
 // Forward relays an LSP stream between an editor (in, out) and the daemon

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -145,12 +146,32 @@ func (s *Session) documentText(uri string) (string, error) {
 	if path == "" {
 		return "", fmt.Errorf("%s is not a file:// URI", uri)
 	}
-	data, err := os.ReadFile(path)
+	// Only regular files, and not huge ones: a device or a FIFO would
+	// exhaust memory or block the handler.
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > maxDocument {
+		return "", fmt.Errorf("%s is larger than %d bytes; open it in the editor so its text is sent", path, maxDocument)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxDocument+1))
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	return string(data), nil
 }
+
+// maxDocument caps a document read from disk for a code action.
+const maxDocument = 8 << 20
 
 // sliceRange returns the text between two LSP positions (lines and UTF-16
 // columns).
@@ -221,15 +242,18 @@ func (s *Session) codeAction(ctx context.Context, params json.RawMessage) (any, 
 	}
 	actions := []any{}
 	empty := p.Range.Start == p.Range.End
-	if !empty {
-		text, err := s.documentText(p.TextDocument.URI)
-		if err == nil {
-			args := SendToAgentArgs{URI: p.TextDocument.URI, Range: &p.Range, Text: sliceRange(text, p.Range)}
-			actions = append(actions, codeActionFor("Send to background agent", args))
+	text, docErr := "", error(nil)
+	if !empty || len(p.Context.Diagnostics) > 0 {
+		text, docErr = s.documentText(p.TextDocument.URI)
+		if docErr != nil {
+			return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: textDocument.uri: %v", docErr)
 		}
 	}
+	if !empty {
+		args := SendToAgentArgs{URI: p.TextDocument.URI, Range: &p.Range, Text: sliceRange(text, p.Range)}
+		actions = append(actions, codeActionFor("Send to background agent", args))
+	}
 	for _, d := range p.Context.Diagnostics {
-		text, _ := s.documentText(p.TextDocument.URI)
 		r := d.Range
 		msg := d.Message
 		if d.Source != "" {

@@ -65,11 +65,7 @@ func (s *Session) stopDaemon(ctx context.Context, params json.RawMessage) (any, 
 		return nil, err
 	}
 	s.srv.log.Info("stop requested by a client")
-	go func() {
-		// Let the reply go out first.
-		time.Sleep(50 * time.Millisecond)
-		s.srv.cancel()
-	}()
+	// handle stops the server once this reply is written.
 	return map[string]bool{"stopping": true}, nil
 }
 
@@ -128,6 +124,24 @@ func (s *Session) beginProgress(a *agents.Agent) {
 	s.mu.Lock()
 	s.spawned[a.ID] = token
 	s.mu.Unlock()
+	// Steps published before the token existed are summed up here; later
+	// ones arrive as reports. An agent that got past provisioning
+	// meanwhile ends the progress at once.
+	if mgr, err := s.manager(ctx); err == nil {
+		if cur, err := mgr.Store().Get(ctx, a.ID); err == nil {
+			switch cur.State {
+			case agents.StateQueued:
+				_ = s.conn.Notify(s.ctx, "$/progress", progressParams(token, &agents.ProgressNotice{Message: "queued: waiting for a free slot"}))
+			case agents.StateProvisioning:
+				_ = s.conn.Notify(s.ctx, "$/progress", progressParams(token, &agents.ProgressNotice{Message: "creating worktree " + cur.Worktree}))
+			default:
+				s.mu.Lock()
+				delete(s.spawned, a.ID)
+				s.mu.Unlock()
+				_ = s.conn.Notify(s.ctx, "$/progress", progressParams(token, &agents.ProgressNotice{Message: string(cur.State), Done: true}))
+			}
+		}
+	}
 }
 
 func (s *Session) list(ctx context.Context, params json.RawMessage) (any, error) {
@@ -342,7 +356,7 @@ func (s *Session) merge(ctx context.Context, params json.RawMessage) (any, error
 	if err != nil {
 		return nil, err
 	}
-	a, err = mgr.Merge(ctx, a.ID, "", squash)
+	a, err = mgr.Merge(ctx, a.ID, "", squash, p.Into)
 	if err != nil {
 		return nil, err
 	}

@@ -204,6 +204,9 @@ type MergeParams struct {
 	Repo string `json:"repo,omitempty"`
 	// Strategy is "merge" (a merge commit, the default) or "squash".
 	Strategy string `json:"strategy,omitempty"`
+	// Into is the branch to land in; default: the agent's base when it is
+	// a branch, else the branch checked out in the main checkout.
+	Into string `json:"into,omitempty"`
 }
 
 // DiscardParams throws an agent's work away.

@@ -57,7 +57,7 @@ type Session struct {
 	follows  map[string]int64  // agent id → first seq to forward
 	spawned  map[string]string // agent id → progress token
 	docs     map[string]string // open documents: uri → text
-	inflight map[string]context.CancelFunc
+	inflight map[string]*inflight
 }
 
 func newSession(srv *Server, id int, rwc io.ReadWriteCloser) *Session {
@@ -65,7 +65,7 @@ func newSession(srv *Server, id int, rwc io.ReadWriteCloser) *Session {
 	s := &Session{
 		srv: srv, id: id, log: srv.log.With(zap.Int("session", id)), ctx: ctx, stop: stop,
 		follows: map[string]int64{}, spawned: map[string]string{}, docs: map[string]string{},
-		inflight: map[string]context.CancelFunc{},
+		inflight: map[string]*inflight{},
 	}
 	s.conn = jsonrpc2.NewConn(NewStream(rwc, srv.opts.MaxMessage))
 	return s
@@ -165,7 +165,7 @@ func finishMessage(a *agents.Agent) (string, int) {
 	case agents.StateFailed:
 		return fmt.Sprintf("bgagents: %s failed: %s", a.Name, a.Error), msgError
 	case agents.StateNeedsInput:
-		return fmt.Sprintf("bgagents: %s needs input: %s", a.Name, a.Error), msgWarning
+		return fmt.Sprintf("bgagents: %s %s (answer with bgagents msg %s …)", a.Name, a.Error, a.Name), msgWarning
 	case agents.StateLost:
 		return fmt.Sprintf("bgagents: %s was lost: %s", a.Name, a.Error), msgError
 	}
@@ -202,24 +202,33 @@ func (s *Session) handle(ctx context.Context, reply jsonrpc2.Replier, req jsonrp
 		return reply(ctx, nil, jsonrpc2.Errorf(jsonrpc2.InvalidRequest, "the session is shut down; only exit is accepted"))
 	}
 	rctx, cancel := context.WithCancel(s.ctx)
+	entry := &inflight{cancel: cancel}
 	s.mu.Lock()
-	s.inflight[key] = cancel
+	s.inflight[key] = entry
 	s.mu.Unlock()
 	params := req.Params()
 	go func() {
 		defer func() {
 			s.mu.Lock()
-			delete(s.inflight, key)
+			if s.inflight[key] == entry {
+				delete(s.inflight, key)
+			}
 			s.mu.Unlock()
 			cancel()
 		}()
 		result, err := s.safeCall(rctx, method, h, params)
-		if err := reply(s.ctx, result, toRPCError(err)); err != nil {
-			s.log.Debug("reply", zap.String("method", method), zap.Error(err))
+		if rerr := reply(s.ctx, result, toRPCError(err)); rerr != nil {
+			s.log.Debug("reply", zap.String("method", method), zap.Error(rerr))
+		}
+		if method == MethodStopDaemon && err == nil {
+			s.srv.cancel()
 		}
 	}()
 	return nil
 }
+
+// inflight is a request being handled, cancellable by $/cancelRequest.
+type inflight struct{ cancel context.CancelFunc }
 
 type handlerFunc func(s *Session, ctx context.Context, params json.RawMessage) (any, error)
 
@@ -254,10 +263,10 @@ func (s *Session) notification(method string, params json.RawMessage) {
 		}
 		key := cancelKey(p.ID)
 		s.mu.Lock()
-		cancel := s.inflight[key]
+		entry := s.inflight[key]
 		s.mu.Unlock()
-		if cancel != nil {
-			cancel()
+		if entry != nil {
+			entry.cancel()
 		}
 	case "textDocument/didOpen", "textDocument/didChange", "textDocument/didClose":
 		s.syncDocument(method, params)

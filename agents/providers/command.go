@@ -19,6 +19,9 @@ func (command) Install() string {
 }
 
 func (c command) Command(spec Spec, t Task) ([]string, []string, error) {
+	if t.ReadOnly {
+		return nil, nil, fmt.Errorf("agent %q runs a plain command, which has no read-only mode; use a vendor agent (claude, codex, gemini, opencode, copilot) for read-only runs", spec.Name)
+	}
 	if len(spec.Command) == 0 {
 		return nil, nil, fmt.Errorf("agent %q has no command: set command = [\"program\", \"{prompt}\"] in [agents.%s]", spec.Name, spec.Name)
 	}

@@ -170,10 +170,10 @@ type ResumedParserMaker interface {
 	NewResumedParser(prior Usage) Parser
 }
 
-// VersionOf runs `binary --version` (2 s at most) and returns its first
-// line; doctor uses it.
+// VersionOf runs `binary --version` (10 s at most: some CLIs start slowly)
+// and returns its first line; doctor uses it.
 func VersionOf(binary string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, "--version")
 	cmd.Stdin = nil

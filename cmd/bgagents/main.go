@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"go.lsp.dev/jsonrpc2"
 
@@ -24,7 +27,24 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.err.Error() }
 
+// keepInheritedFDsFromChildren marks every descriptor this process
+// inherited beyond stdin, stdout and stderr close-on-exec, so a daemon or
+// shim started from here does not keep a caller's pipe open (a shell's
+// `7>&1 | cat` would otherwise wait for the daemon to exit).
+func keepInheritedFDsFromChildren() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
+}
+
 func main() {
+	keepInheritedFDsFromChildren()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd := newRootCmd()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -93,6 +94,33 @@ func call(ctx context.Context, method string, params, result any) error {
 	return c.Call(ctx, method, params, result)
 }
 
+// waitAgent waits until the agent stops (bgagents/wait). When the daemon
+// goes away meanwhile (a restart, an upgrade, a crash) it reconnects,
+// starting a daemon that re-adopts the agent, and keeps waiting.
+func waitAgent(ctx context.Context, c *server.Client, id string) (*agents.Agent, error) {
+	failures := 0
+	for {
+		var res server.AgentResult
+		err := c.Call(ctx, server.MethodWait, server.IDParams{ID: id}, &res)
+		if err == nil {
+			return res.Agent, nil
+		}
+		if !errors.Is(err, server.ErrDisconnected) {
+			return nil, err
+		}
+		c.Close()
+		nc, cerr := connect(ctx)
+		for cerr != nil {
+			if failures++; failures >= 3 || ctx.Err() != nil {
+				return nil, fmt.Errorf("lost the daemon while waiting for %s, and could not reconnect: %w", id, cerr)
+			}
+			nc, cerr = connect(ctx)
+		}
+		failures = 0
+		*c = *nc
+	}
+}
+
 // repoFlag resolves --repo (default: the current directory) to an absolute
 // path. Whether it is a repository is the daemon's to say.
 func repoFlag(dir string) (string, error) {
@@ -165,11 +193,11 @@ func spawnCmd() *cobra.Command {
 				if !asJSON {
 					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s on %s, waiting…\n", a.ID, a.Name, a.Branch)
 				}
-				var done server.AgentResult
-				if err := c.Call(ctx, server.MethodWait, server.IDParams{ID: a.ID}, &done); err != nil {
+				done, err := waitAgent(ctx, c, a.ID)
+				if err != nil {
 					return err
 				}
-				a = done.Agent
+				a = done
 			}
 			if asJSON {
 				if err := printJSON(cmd.OutOrStdout(), a); err != nil {
@@ -390,35 +418,66 @@ func logsCmd() *cobra.Command {
 				}
 				fmt.Fprintln(out, renderEvent(ev))
 			}
-			var res server.LogResult
 			from := int64(1)
-			for {
-				if err := c.Call(ctx, server.MethodLog, server.LogParams{ID: args[0], Repo: currentRepo(ctx), From: from, Follow: follow}, &res); err != nil {
-					return err
+			// page prints the log from `from` on (following when asked)
+			// and returns the agent's state then.
+			page := func() (server.LogResult, error) {
+				var res server.LogResult
+				for {
+					if err := c.Call(ctx, server.MethodLog, server.LogParams{ID: args[0], Repo: currentRepo(ctx), From: from, Follow: follow}, &res); err != nil {
+						return res, err
+					}
+					for _, ev := range res.Events {
+						if ev.Seq >= from {
+							print(ev)
+							from = ev.Seq + 1
+						}
+					}
+					if !res.More {
+						return res, nil
+					}
 				}
-				for _, ev := range res.Events {
-					print(ev)
-				}
-				from = res.Next
-				if !res.More {
-					break
-				}
+			}
+			res, err := page()
+			if err != nil {
+				return err
 			}
 			if !follow || !res.State.Active() {
 				return nil
 			}
+			id := res.ID
 			for {
 				select {
 				case <-ctx.Done():
 					return nil
 				case <-c.Done():
-					return errors.New("the daemon closed the connection")
+					// The daemon went away: reconnect (a new daemon
+					// re-adopts the agent) and carry on from where we are.
+					nc, err := connect(ctx)
+					if err != nil {
+						return fmt.Errorf("lost the daemon while following %s: %w", id, err)
+					}
+					c.Close()
+					*c = *nc
+					if res, err = page(); err != nil {
+						return err
+					}
+					if !res.State.Active() {
+						return nil
+					}
 				case n := <-c.Notes():
 					switch n.Method {
 					case server.NotifyOutput:
 						var p server.OutputParams
-						if json.Unmarshal(n.Params, &p) != nil || p.ID != res.ID {
+						if json.Unmarshal(n.Params, &p) != nil || p.ID != id || len(p.Events) == 0 {
 							continue
+						}
+						if p.Events[0].Seq > from {
+							// A gap (the daemon dropped notices for a slow
+							// reader): fetch it from the log.
+							if _, err := page(); err != nil {
+								return err
+							}
 						}
 						for _, ev := range p.Events {
 							if ev.Seq >= from {
@@ -428,8 +487,10 @@ func logsCmd() *cobra.Command {
 						}
 					case server.NotifyAgentChanged:
 						var p server.AgentChangedParams
-						if json.Unmarshal(n.Params, &p) == nil && p.Agent != nil && p.Agent.ID == res.ID && !p.Agent.State.Active() {
-							return nil
+						if json.Unmarshal(n.Params, &p) == nil && p.Agent != nil && p.Agent.ID == id && !p.Agent.State.Active() {
+							// Everything it printed was published before this.
+							_, err := page()
+							return err
 						}
 					}
 				}
@@ -565,11 +626,11 @@ func msgCmd() *cobra.Command {
 			}
 			a := res.Agent
 			if wait {
-				var done server.AgentResult
-				if err := c.Call(ctx, server.MethodWait, server.IDParams{ID: a.ID}, &done); err != nil {
+				done, err := waitAgent(ctx, c, a.ID)
+				if err != nil {
 					return err
 				}
-				a = done.Agent
+				a = done
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", a.ID, a.Name, a.State)
 			if wait && a.State != agents.StateSucceeded {
@@ -592,15 +653,17 @@ func cancelCmd() *cobra.Command {
 
 func mergeCmd() *cobra.Command {
 	var squash bool
+	var into string
 	c := agentCmd("merge ID", "Merge an agent's branch into its base, then remove its worktree and branch", server.MethodMerge,
 		func(id, repo string) any {
-			p := server.MergeParams{ID: id, Repo: repo}
+			p := server.MergeParams{ID: id, Repo: repo, Into: into}
 			if squash {
 				p.Strategy = "squash"
 			}
 			return p
 		})
 	c.Flags().BoolVar(&squash, "squash", false, "land the work as one commit")
+	c.Flags().StringVar(&into, "into", "", "branch to land in (default: the agent's base branch, or for a tag or commit base the branch checked out)")
 	return c
 }
 
@@ -680,16 +743,35 @@ func stopDaemon(ctx context.Context, p server.Paths, out io.Writer) error {
 	}
 	c := server.NewClient(ctx, conn)
 	defer c.Close()
-	if err := c.Call(ctx, server.MethodStopDaemon, nil, nil); err != nil {
+	var hello server.HelloResult
+	if err := c.Call(ctx, server.MethodHello, server.HelloParams{Client: "bgagents-cli"}, &hello); err != nil {
 		return err
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(15 * time.Second):
-		return errors.New("the daemon did not stop within 15s")
+	if err := c.Call(ctx, server.MethodStopDaemon, nil, nil); err != nil && !errors.Is(err, server.ErrDisconnected) {
+		return err
+	}
+	// Done when the process is gone (and so its lock released), not merely
+	// when the socket closed: a command right after must be able to start
+	// a new daemon.
+	deadline := time.Now().Add(15 * time.Second)
+	for syscall.Kill(hello.PID, 0) == nil && !zombie(hello.PID) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the daemon (pid %d) did not stop within 15s", hello.PID)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	fmt.Fprintln(out, "daemon stopped")
 	return nil
+}
+
+// zombie reports whether pid has exited but not been reaped.
+func zombie(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	return i >= 0 && i+2 < len(data) && (data[i+2] == 'Z' || data[i+2] == 'X')
 }
 
 func lspCmd() *cobra.Command {
@@ -810,8 +892,12 @@ func doctorCmd() *cobra.Command {
 						spec = providers.Spec{Name: name, Provider: name}
 					}
 					argv, _, err := p.Command(spec, providers.Task{Prompt: "x", Worktree: root})
-					if err != nil {
+					if errors.Is(err, providers.ErrNotInstalled) {
 						fmt.Fprintf(out, "--   %s: not installed (%s)\n", name, p.Install())
+						continue
+					}
+					if err != nil {
+						check(false, name, err.Error())
 						continue
 					}
 					v, verr := providers.VersionOf(argv[0])

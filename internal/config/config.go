@@ -93,7 +93,8 @@ type Config struct {
 	// Files lists the files that were read, user file first.
 	Files []string `toml:"-"`
 
-	stallSet bool
+	stallSet  bool
+	agentFile map[string]string // which file defined each agent
 }
 
 // Default values used when config does not say.
@@ -251,6 +252,10 @@ func (c *Config) mergeFile(path string) error {
 			return fmt.Errorf("config %s: agents.%s.max_turns must not be negative", path, name)
 		}
 		c.Agents[name] = a
+		if c.agentFile == nil {
+			c.agentFile = map[string]string{}
+		}
+		c.agentFile[name] = path
 	}
 	return nil
 }
@@ -271,10 +276,10 @@ func (c *Config) validate() error {
 	for name, a := range c.Agents {
 		p := a.ProviderName(name)
 		if _, err := providers.Get(p); err != nil {
-			return fmt.Errorf("config: agents.%s: %w", name, err)
+			return fmt.Errorf("config %s: agents.%s: %w", c.agentFile[name], name, err)
 		}
 		if p == "command" && len(a.Command) == 0 {
-			return fmt.Errorf("config: agents.%s: command must list the program and its arguments, e.g. command = [\"./agent.sh\", \"{prompt}\"]", name)
+			return fmt.Errorf("config %s: agents.%s: command must list the program and its arguments, e.g. command = [\"./agent.sh\", \"{prompt}\"]", c.agentFile[name], name)
 		}
 	}
 	return nil
