@@ -133,6 +133,7 @@ func TestBadInputsAnsweredAndDaemonKeepsServing(t *testing.T) {
 		{name: "discard while running", body: fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"bgagents/discard","params":{"id":%q}}`, running.ID), code: int64(server.CodeRefused), message: "--force"},
 		{name: "unknown state filter", body: `{"jsonrpc":"2.0","id":1,"method":"bgagents/list","params":{"states":["sleeping"]}}`, code: int64(jsonrpc2.InvalidParams), message: "sleeping"},
 		{name: "code action outside a repo", body: fmt.Sprintf(`{"jsonrpc":"2.0","id":1,"method":"workspace/executeCommand","params":{"command":"bgagents.sendToAgent","arguments":[{"uri":"file://%s/x.go"}]}}`, outside), code: int64(server.CodeNotARepository)},
+		{name: "code action on a device", body: `{"jsonrpc":"2.0","id":1,"method":"textDocument/codeAction","params":{"textDocument":{"uri":"file:///dev/zero"},"range":{"start":{"line":0,"character":0},"end":{"line":1,"character":0}},"context":{"diagnostics":[]}}}`, code: int64(jsonrpc2.InvalidParams), message: "not a regular file"},
 		{name: "unknown command", body: `{"jsonrpc":"2.0","id":1,"method":"workspace/executeCommand","params":{"command":"rm -rf"}}`, code: int64(jsonrpc2.InvalidParams), message: "bgagents.sendToAgent"},
 		{name: "huge message", body: `{"jsonrpc":"2.0","id":1,"method":"bgagents/spawn","params":{"task":"` + huge + `"}}`, code: int64(jsonrpc2.InvalidRequest), message: "limit"},
 		{name: "lowercase header is fine", frame: "content-length: 54\r\n\r\n" + `{"jsonrpc":"2.0","id":1,"method":"bgagents/explode"}  `, code: int64(jsonrpc2.MethodNotFound)},

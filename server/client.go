@@ -107,30 +107,37 @@ func Dial(ctx context.Context, p Paths, daemonCmd []string) (net.Conn, error) {
 	if len(daemonCmd) == 0 {
 		return nil, fmt.Errorf("no bgagents daemon answers on %s; start one with `bgagents daemon`", p.Socket())
 	}
-	exited, err := startDetached(p, daemonCmd)
-	if err != nil {
-		return nil, err
-	}
+	// A daemon that is stopping still holds its lock for a moment, and a
+	// new one started meanwhile exits with "already running": start again
+	// until one answers or the deadline passes.
 	deadline := time.Now().Add(15 * time.Second)
+	var exited <-chan struct{}
 	delay := 5 * time.Millisecond
 	for {
+		if exited == nil {
+			ch, err := startDetached(p, daemonCmd)
+			if err != nil {
+				return nil, err
+			}
+			exited = ch
+		}
 		c, err := dialSocket(p.Socket())
 		if err == nil {
 			return c, nil
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("started the daemon but it does not answer on %s: %w; see %s", p.Socket(), err, p.Log())
+			return nil, fmt.Errorf("started the daemon but it does not answer on %s: %w; the log says: %s", p.Socket(), err, lastLogLine(p.Log()))
 		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("start daemon: %w", ctx.Err())
 		case <-exited:
-			// It ended at once: another daemon won the race (try it), or it
-			// failed (say why).
-			if c, err := dialSocket(p.Socket()); err == nil {
-				return c, nil
+			exited = nil // it ended at once; try again after the delay
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("start daemon: %w", ctx.Err())
+			case <-time.After(100 * time.Millisecond):
 			}
-			return nil, fmt.Errorf("the daemon exited at start: %s", lastLogLine(p.Log()))
 		case <-time.After(delay):
 		}
 		if delay < 200*time.Millisecond {

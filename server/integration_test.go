@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -296,6 +297,16 @@ func TestDaemonSIGKILLThenReadoption(t *testing.T) {
 	if got.State != agents.StateSucceeded || got.Result != "bye" || got.Diff.Files != 1 {
 		t.Fatalf("after re-adoption: state %s result %q diff %+v error %q", got.State, got.Result, got.Diff, got.Error)
 	}
+	// The recorded end is when the agent ended, not when the new daemon
+	// noticed.
+	var status struct{ FinishedAt time.Time }
+	data, err := os.ReadFile(filepath.Join(home, "agents", a.ID, "status.json"))
+	if err != nil || json.Unmarshal(data, &status) != nil {
+		t.Fatalf("status.json: %v", err)
+	}
+	if got.FinishedAt == nil || !got.FinishedAt.Equal(status.FinishedAt.UTC()) {
+		t.Errorf("finishedAt %v, want the shim's %v", got.FinishedAt, status.FinishedAt)
+	}
 	// The events the agent printed while no daemon ran are in its log.
 	var lr server.LogResult
 	if err := c2.Call(context.Background(), server.MethodLog, server.LogParams{ID: a.ID}, &lr); err != nil {
@@ -341,6 +352,168 @@ func TestDaemonSIGKILLThenReadoption(t *testing.T) {
 		t.Fatalf("agent without shim or status is %s, want lost", got.State)
 	}
 	testenv.Eventually(t, 10*time.Second, "the orphaned agent to be killed", func() bool { return testenv.ProcessGone(agentPID) })
+}
+
+// After a reboot (or any crash of shim and agent) the recorded pid may
+// belong to an unrelated process: declaring the agent lost must not kill it.
+func TestLostAgentNeverKillsAStranger(t *testing.T) {
+	home := t.TempDir()
+	p := server.Paths{State: home, Run: filepath.Join(home, "run")}
+	repo := testenv.NewRepo(t, "")
+	pidfile := filepath.Join(t.TempDir(), "agent.pid")
+	srv := server.New(server.Options{Paths: p, Shim: []string{testenv.Bgagents(t)}, Grace: time.Second, Logger: testLogger()})
+	srv.Start()
+	cl, ss := pipe()
+	srv.ServeConn(ss)
+	c := server.NewClient(context.Background(), cl)
+	a := spawn(t, c, repo.Dir, "pidfile "+pidfile+"; hang")
+	waitNote(t, c, 30*time.Second, "running", agentChanged(a.ID, agents.StateRunning))
+	testenv.Eventually(t, 10*time.Second, "the agent's pid file", func() bool { _, err := os.Stat(pidfile); return err == nil })
+	shim, agentPID := get(t, c, a.ID).ShimPID, readPIDFile(t, pidfile)
+	c.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The "reboot": shim and agent are gone...
+	_ = syscall.Kill(shim, syscall.SIGKILL)
+	_ = syscall.Kill(-agentPID, syscall.SIGKILL)
+	testenv.Eventually(t, 10*time.Second, "shim and agent to die", func() bool {
+		return testenv.ProcessGone(shim) && testenv.ProcessGone(agentPID)
+	})
+	// ...and the agent's pid now names a stranger in its own group.
+	stranger := exec.Command("sleep", "600")
+	stranger.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := stranger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stranger.Process.Kill(); _ = stranger.Wait() })
+	if err := os.WriteFile(filepath.Join(home, "agents", a.ID, "agent.pid"), []byte(strconv.Itoa(stranger.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &inproc{srv: server.New(server.Options{Paths: p, Shim: []string{testenv.Bgagents(t)}, Grace: time.Second, Logger: testLogger()}), paths: p}
+	d.srv.Start()
+	t.Cleanup(func() { d.srv.Close() })
+	if got := wait(t, d.client(t), a.ID); got.State != agents.StateLost {
+		t.Fatalf("state %s, want lost", got.State)
+	}
+	if testenv.ProcessGone(stranger.Process.Pid) {
+		t.Fatal("declaring the agent lost killed an unrelated process that reused its pid")
+	}
+}
+
+// Twenty clients (editor windows, terminals) spawning at once.
+func TestConcurrentSpawnsFromSeparateSessions(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "")
+	const n = 20
+	clients := make([]*server.Client, n)
+	for i := range clients {
+		clients[i] = d.client(t)
+	}
+	var wg sync.WaitGroup
+	got := make([]*agents.Agent, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var res server.AgentResult
+			errs[i] = clients[i].Call(context.Background(), server.MethodSpawn, server.SpawnParams{Task: "write out.txt the same task", Repo: repo.Dir}, &res)
+			got[i] = res.Agent
+		}(i)
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if seen[got[i].Branch] {
+			t.Fatalf("branch %s given twice", got[i].Branch)
+		}
+		seen[got[i].Branch] = true
+	}
+	for i, a := range got {
+		if w := wait(t, clients[i], a.ID); w.State != agents.StateSucceeded {
+			t.Errorf("%s: %s %q", w.Name, w.State, w.Error)
+		}
+	}
+}
+
+// A chatty agent: every line arrives, in order, through the paged log.
+func TestChattyAgentOutputIsComplete(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "")
+	c := d.client(t)
+	const lines = 30000
+	a := wait(t, c, spawn(t, c, repo.Dir, fmt.Sprintf("lines %d", lines)).ID)
+	if a.State != agents.StateSucceeded || a.Result != fmt.Sprintf("line %d", lines) {
+		t.Fatalf("state %s result %q", a.State, a.Result)
+	}
+	count, from := 0, int64(1)
+	for {
+		var lr server.LogResult
+		if err := c.Call(context.Background(), server.MethodLog, server.LogParams{ID: a.ID, From: from}, &lr); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range lr.Events {
+			if ev.Kind == "output" {
+				count++
+				if want := fmt.Sprintf("line %d", count); ev.Text != want {
+					t.Fatalf("event %d is %q, want %q", ev.Seq, ev.Text, want)
+				}
+			}
+		}
+		from = lr.Next
+		if !lr.More {
+			break
+		}
+	}
+	if count != lines {
+		t.Fatalf("%d output events, want %d", count, lines)
+	}
+}
+
+// An agent started from a tag lands in the branch checked out; a refused
+// merge changes nothing, not even the agent's branch.
+func TestMergeFromTagBaseAndRefusalChangesNothing(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "")
+	testenv.Git(t, repo.Dir, "tag", "v1")
+	c := d.client(t)
+	var res server.AgentResult
+	if err := c.Call(context.Background(), server.MethodSpawn, server.SpawnParams{Task: "write tagged.txt t", Repo: repo.Dir, Base: "v1"}, &res); err != nil {
+		t.Fatal(err)
+	}
+	a := wait(t, c, res.Agent.ID)
+	// Pending edits in the agent's worktree, and a dirty main checkout.
+	if err := os.WriteFile(filepath.Join(a.Worktree, "later.txt"), []byte("later\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo.Dir, "README.md"), []byte("dirty\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tip := testenv.Git(t, repo.Dir, "rev-parse", a.Branch)
+	err := c.Call(context.Background(), server.MethodMerge, server.MergeParams{ID: a.ID}, nil)
+	if rpcCode(err) != server.CodeRefused {
+		t.Fatalf("merge into a dirty checkout: %v", err)
+	}
+	if testenv.Git(t, repo.Dir, "rev-parse", a.Branch) != tip {
+		t.Fatal("the refused merge committed to the agent's branch")
+	}
+	testenv.Git(t, repo.Dir, "checkout", "README.md")
+	var merged server.AgentResult
+	if err := c.Call(context.Background(), server.MethodMerge, server.MergeParams{ID: a.ID}, &merged); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tagged.txt", "later.txt"} {
+		if _, err := os.Stat(filepath.Join(repo.Dir, f)); err != nil {
+			t.Errorf("%s not landed in main: %v", f, err)
+		}
+	}
+	if err := c.Call(context.Background(), server.MethodMerge, server.MergeParams{ID: a.ID, Into: "no-such"}, nil); err == nil {
+		t.Error("merge of a merged agent accepted")
+	}
 }
 
 func readPIDFile(t *testing.T, path string) int {
@@ -416,6 +589,12 @@ func TestQueueHoldsAgentsOverTheConcurrencyLimit(t *testing.T) {
 	var res server.AgentResult
 	if err := c.Call(context.Background(), server.MethodCancel, server.IDParams{ID: third.ID}, &res); err != nil || res.Agent.State != agents.StateCancelled {
 		t.Fatalf("cancel queued: %v %+v", err, res.Agent)
+	}
+	if _, err := os.Stat(third.Worktree); !os.IsNotExist(err) {
+		t.Error("a cancelled queued agent got a worktree")
+	}
+	if out := testenv.Git(t, repo.Dir, "branch", "--list", third.Branch); out != "" {
+		t.Error("a cancelled queued agent got a branch")
 	}
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)

@@ -281,3 +281,41 @@ func TestLSPForwarderOverStdio(t *testing.T) {
 		t.Fatal("bgagents lsp did not exit after exit")
 	}
 }
+
+// `spawn --wait` outlives a daemon restart: it reconnects, a new daemon
+// re-adopts the agent, and the wait ends with the agent's real outcome.
+func TestSpawnWaitSurvivesDaemonRestart(t *testing.T) {
+	repo := testenv.NewRepo(t, "")
+	c := newCLI(t, repo.Dir)
+	gate := filepath.Join(t.TempDir(), "gate")
+	cmd := exec.Command(testenv.Bgagents(t), "spawn", "--wait", "--name", "patient", "waitfile "+gate+"; write done.txt yes")
+	cmd.Dir = repo.Dir
+	cmd.Env = append(os.Environ(), "BGAGENTS_HOME="+c.home)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	testenv.Eventually(t, 30*time.Second, "the agent to run", func() bool {
+		o, _, _ := c.run("show", "--json", "patient")
+		return strings.Contains(o, `"state": "running"`)
+	})
+	c.ok("daemon", "--stop")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("spawn --wait: %v\n%s%s", err, out.String(), errb.String())
+		}
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("spawn --wait still blocked after the daemon restart\n%s", errb.String())
+	}
+	if show := c.ok("show", "--json", "patient"); !strings.Contains(show, `"state": "succeeded"`) {
+		t.Fatalf("agent after restart:\n%s", show)
+	}
+}
