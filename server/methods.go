@@ -66,7 +66,7 @@ func (s *Session) stopDaemon(ctx context.Context, params json.RawMessage) (any, 
 	}
 	s.srv.log.Info("stop requested by a client")
 	// handle stops the server once this reply is written.
-	return map[string]bool{"stopping": true}, nil
+	return StopResult{Stopping: true}, nil
 }
 
 func (s *Session) spawn(ctx context.Context, params json.RawMessage) (any, error) {
@@ -302,7 +302,7 @@ func (s *Session) unfollow(ctx context.Context, params json.RawMessage) (any, er
 	s.mu.Lock()
 	delete(s.follows, a.ID)
 	s.mu.Unlock()
-	return map[string]bool{"ok": true}, nil
+	return OKResult{OK: true}, nil
 }
 
 func (s *Session) diff(ctx context.Context, params json.RawMessage) (any, error) {

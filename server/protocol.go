@@ -269,3 +269,63 @@ type ExperimentalCapabilities struct {
 	// agents with window/showMessage.
 	Notifications bool `json:"notifications"`
 }
+
+// MethodSpec describes one custom method for the generated editor
+// bindings (internal/protogen): its name and zero values of its params and
+// result types (Result is nil for notifications).
+type MethodSpec struct {
+	Method string
+	Params any
+	Result any
+}
+
+// Requests lists every custom request, with its params and result types.
+var Requests = []MethodSpec{
+	{MethodHello, HelloParams{}, HelloResult{}},
+	{MethodSpawn, SpawnParams{}, AgentResult{}},
+	{MethodList, ListParams{}, ListResult{}},
+	{MethodGet, IDParams{}, GetResult{}},
+	{MethodWait, IDParams{}, AgentResult{}},
+	{MethodCancel, IDParams{}, AgentResult{}},
+	{MethodLog, LogParams{}, LogResult{}},
+	{MethodUnfollow, IDParams{}, OKResult{}},
+	{MethodDiff, DiffParams{}, DiffResult{}},
+	{MethodMerge, MergeParams{}, AgentResult{}},
+	{MethodDiscard, DiscardParams{}, AgentResult{}},
+	{MethodOpenWorktree, IDParams{}, OpenWorktreeResult{}},
+	{MethodMessage, MessageParams{}, AgentResult{}},
+	{MethodStopDaemon, struct{}{}, StopResult{}},
+}
+
+// Notifications lists every custom notification, with its params type.
+var Notifications = []MethodSpec{
+	{NotifyAgentChanged, AgentChangedParams{}, nil},
+	{NotifyOutput, OutputParams{}, nil},
+}
+
+// ErrorCodes names the daemon's own JSON-RPC error codes.
+var ErrorCodes = []struct {
+	Name string
+	Code jsonrpc2.Code
+}{
+	{"AgentNotFound", CodeAgentNotFound},
+	{"AmbiguousAgent", CodeAmbiguousAgent},
+	{"InvalidState", CodeInvalidState},
+	{"Refused", CodeRefused},
+	{"Conflict", CodeConflict},
+	{"AgentMissing", CodeAgentMissing},
+	{"Config", CodeConfig},
+	{"NotARepository", CodeNotARepository},
+	{"NotReady", CodeNotReady},
+	{"Shutdown", CodeShutdown},
+}
+
+// OKResult is the result of bgagents/unfollow.
+type OKResult struct {
+	OK bool `json:"ok"`
+}
+
+// StopResult is the result of bgagents/stopDaemon.
+type StopResult struct {
+	Stopping bool `json:"stopping"`
+}

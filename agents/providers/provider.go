@@ -66,6 +66,12 @@ const (
 	KindMessage Kind = "message"
 )
 
+// AllKinds lists every event kind.
+var AllKinds = []Kind{
+	KindOutput, KindState, KindSession, KindText, KindToolCall, KindToolResult,
+	KindUsage, KindQuestion, KindResult, KindRaw, KindStall, KindMessage,
+}
+
 // Event is one normalised thing an agent did. Seq numbers are per agent,
 // from 1, without gaps: a follower resumes with `from`.
 type Event struct {

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bgagents/bgagents/server"
+)
+
+// The committed TypeScript and Lua mirrors must be exactly what the Go
+// declarations generate.
+func TestGeneratedFilesAreCurrent(t *testing.T) {
+	root := filepath.Join("..", "..")
+	for name, want := range Generate() {
+		got, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatalf("%s: %v (run go run ./internal/protogen)", name, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is stale: run go run ./internal/protogen", name)
+		}
+	}
+}
+
+// Every custom method the daemon routes is declared for the editors, and
+// the generated files name each with its types.
+func TestEveryMethodIsGenerated(t *testing.T) {
+	files := Generate()
+	ts, lua := string(files[TSFile]), string(files[LuaFile])
+	for _, m := range append(append([]server.MethodSpec{}, server.Requests...), server.Notifications...) {
+		if !strings.Contains(ts, `"`+m.Method+`"`) || !strings.Contains(lua, `"`+m.Method+`"`) {
+			t.Errorf("%s missing from the generated files", m.Method)
+		}
+	}
+	for _, want := range []string{"export interface Agent {", "  state: State;", "  exitCode: number | null;", "  context?: Context | null;", "new lc.RequestType<SpawnParams, AgentResult, void>(\"bgagents/spawn\")"} {
+		if !strings.Contains(ts, want) {
+			t.Errorf("TypeScript lacks %q", want)
+		}
+	}
+	for _, want := range []string{"---@class bgagents.Agent", "---@field state bgagents.State", "---@field exitCode integer|nil"} {
+		if !strings.Contains(lua, want) {
+			t.Errorf("Lua lacks %q", want)
+		}
+	}
+}
