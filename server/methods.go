@@ -201,224 +201,174 @@ func (s *Session) resolve(ctx context.Context, id, repo string) (*agents.Manager
 	return mgr, a, nil
 }
 
+// agentRef is implemented by params that name one agent.
+type agentRef interface{ ref() (id, repo string) }
+
+func (p *IDParams) ref() (string, string)      { return p.ID, p.Repo }
+func (p *LogParams) ref() (string, string)     { return p.ID, p.Repo }
+func (p *DiffParams) ref() (string, string)    { return p.ID, p.Repo }
+func (p *MergeParams) ref() (string, string)   { return p.ID, p.Repo }
+func (p *DiscardParams) ref() (string, string) { return p.ID, p.Repo }
+func (p *MessageParams) ref() (string, string) { return p.ID, p.Repo }
+
+// onAgent decodes params of type P, finds the agent they name and runs do.
+func onAgent[P any, PP interface {
+	*P
+	agentRef
+}](ctx context.Context, s *Session, params json.RawMessage, do func(*agents.Manager, *agents.Agent, *P) (any, error)) (any, error) {
+	p := PP(new(P))
+	if err := decode(params, p); err != nil {
+		return nil, err
+	}
+	id, repo := p.ref()
+	mgr, a, err := s.resolve(ctx, id, repo)
+	if err != nil {
+		return nil, err
+	}
+	return do(mgr, a, (*P)(p))
+}
+
+// agentResult wraps what a manager operation returned.
+func agentResult(a *agents.Agent, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return AgentResult{Agent: a}, nil
+}
+
 func (s *Session) get(ctx context.Context, params json.RawMessage) (any, error) {
-	var p IDParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	h, err := mgr.Store().History(ctx, a.ID)
-	if err != nil {
-		return nil, err
-	}
-	return GetResult{Agent: a, History: h}, nil
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, _ *IDParams) (any, error) {
+		h, err := mgr.Store().History(ctx, a.ID)
+		if err != nil {
+			return nil, err
+		}
+		return GetResult{Agent: a, History: h}, nil
+	})
 }
 
 func (s *Session) wait(ctx context.Context, params json.RawMessage) (any, error) {
-	var p IDParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	a, err = mgr.Wait(ctx, a.ID)
-	if err != nil {
-		return nil, err
-	}
-	return AgentResult{Agent: a}, nil
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, _ *IDParams) (any, error) {
+		return agentResult(mgr.Wait(ctx, a.ID))
+	})
 }
 
 func (s *Session) cancelAgent(ctx context.Context, params json.RawMessage) (any, error) {
-	var p IDParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	a, err = mgr.Cancel(ctx, a.ID, "")
-	if err != nil {
-		return nil, err
-	}
-	return AgentResult{Agent: a}, nil
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, _ *IDParams) (any, error) {
+		return agentResult(mgr.Cancel(ctx, a.ID, ""))
+	})
 }
 
 func (s *Session) logEvents(ctx context.Context, params json.RawMessage) (any, error) {
-	var p LogParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	if p.From < 0 {
-		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"from\" must not be negative")
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	var follow func(int64)
-	if p.Follow {
-		follow = func(next int64) {
-			s.mu.Lock()
-			s.follows[a.ID] = next
-			s.mu.Unlock()
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *LogParams) (any, error) {
+		if p.From < 0 {
+			return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"from\" must not be negative")
 		}
-	}
-	evs, err := mgr.Log(ctx, a.ID, p.From, follow)
-	if err != nil {
-		return nil, err
-	}
-	if evs == nil {
-		evs = []agents.Event{}
-	}
-	next := p.From
-	if next < 1 {
-		next = 1
-	}
-	if len(evs) > 0 {
-		next = evs[len(evs)-1].Seq + 1
-	}
-	cur, err := mgr.Store().Get(ctx, a.ID)
-	if err != nil {
-		return nil, err
-	}
-	return LogResult{ID: a.ID, Events: evs, Next: next, More: len(evs) >= agents.MaxLogEvents, State: cur.State}, nil
+		var follow func(int64)
+		if p.Follow {
+			follow = func(next int64) {
+				s.mu.Lock()
+				s.follows[a.ID] = next
+				s.mu.Unlock()
+			}
+		}
+		evs, err := mgr.Log(ctx, a.ID, p.From, follow)
+		if err != nil {
+			return nil, err
+		}
+		if evs == nil {
+			evs = []agents.Event{}
+		}
+		next := max(p.From, 1)
+		if len(evs) > 0 {
+			next = evs[len(evs)-1].Seq + 1
+		}
+		cur, err := mgr.Store().Get(ctx, a.ID)
+		if err != nil {
+			return nil, err
+		}
+		return LogResult{ID: a.ID, Events: evs, Next: next, More: len(evs) >= agents.MaxLogEvents, State: cur.State}, nil
+	})
 }
 
 func (s *Session) unfollow(ctx context.Context, params json.RawMessage) (any, error) {
-	var p IDParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	_, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	delete(s.follows, a.ID)
-	s.mu.Unlock()
-	return OKResult{OK: true}, nil
+	return onAgent(ctx, s, params, func(_ *agents.Manager, a *agents.Agent, _ *IDParams) (any, error) {
+		s.mu.Lock()
+		delete(s.follows, a.ID)
+		s.mu.Unlock()
+		return OKResult{OK: true}, nil
+	})
 }
 
 func (s *Session) diff(ctx context.Context, params json.RawMessage) (any, error) {
-	var p DiffParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	text, err := mgr.Diff(ctx, a, p.Stat)
-	if err != nil {
-		return nil, err
-	}
-	res := DiffResult{ID: a.ID, Repo: a.Repo, Worktree: a.Worktree, Branch: a.Branch, BaseCommit: a.BaseCommit, Diff: text, Stat: a.Diff, Files: []FileChange{}}
-	ref := a.Branch
-	if a.State.Landed() {
-		ref = a.Head
-	}
-	if ref != "" && !a.Cleaned {
-		if head, err := worktree.ResolveCommit(ctx, a.Repo, ref); err == nil {
-			res.Head = head
-			if st, err := worktree.Stat(ctx, a.Repo, a.BaseCommit, head); err == nil {
-				res.Stat = agents.DiffStat{Commits: st.Commits, Files: st.Files, Additions: st.Additions, Deletions: st.Deletions}
-			}
-			if fcs, err := worktree.ChangedFiles(ctx, a.Repo, a.BaseCommit, head); err == nil {
-				for _, f := range fcs {
-					res.Files = append(res.Files, FileChange{Path: f.Path, OldPath: f.OldPath, Status: f.Status, Additions: f.Additions, Deletions: f.Deletions})
-				}
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *DiffParams) (any, error) {
+		text, err := mgr.Diff(ctx, a, p.Stat)
+		if err != nil {
+			return nil, err
+		}
+		res := DiffResult{ID: a.ID, Repo: a.Repo, Worktree: a.Worktree, Branch: a.Branch, BaseCommit: a.BaseCommit, Diff: text, Stat: a.Diff, Files: []FileChange{}}
+		ref := a.Branch
+		if a.State.Landed() {
+			ref = a.Head
+		}
+		if ref == "" || a.Cleaned {
+			return res, nil
+		}
+		head, err := worktree.ResolveCommit(ctx, a.Repo, ref)
+		if err != nil {
+			return res, nil
+		}
+		res.Head = head
+		if st, err := worktree.Stat(ctx, a.Repo, a.BaseCommit, head); err == nil {
+			res.Stat = agents.DiffStat{Commits: st.Commits, Files: st.Files, Additions: st.Additions, Deletions: st.Deletions}
+		}
+		if fcs, err := worktree.ChangedFiles(ctx, a.Repo, a.BaseCommit, head); err == nil {
+			for _, f := range fcs {
+				res.Files = append(res.Files, FileChange{Path: f.Path, OldPath: f.OldPath, Status: f.Status, Additions: f.Additions, Deletions: f.Deletions})
 			}
 		}
-	}
-	return res, nil
+		return res, nil
+	})
 }
 
 func (s *Session) merge(ctx context.Context, params json.RawMessage) (any, error) {
-	var p MergeParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	squash := false
-	switch p.Strategy {
-	case "", "merge":
-	case "squash":
-		squash = true
-	default:
-		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"strategy\" must be \"merge\" or \"squash\", not %q", p.Strategy)
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	a, err = mgr.Merge(ctx, a.ID, "", squash, p.Into)
-	if err != nil {
-		return nil, err
-	}
-	return AgentResult{Agent: a}, nil
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *MergeParams) (any, error) {
+		squash := false
+		switch p.Strategy {
+		case "", "merge":
+		case "squash":
+			squash = true
+		default:
+			return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"strategy\" must be \"merge\" or \"squash\", not %q", p.Strategy)
+		}
+		return agentResult(mgr.Merge(ctx, a.ID, "", squash, p.Into))
+	})
 }
 
 func (s *Session) message(ctx context.Context, params json.RawMessage) (any, error) {
-	var p MessageParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	a, err = mgr.Message(ctx, a.ID, "", p.Text, p.AllowDenied)
-	if err != nil {
-		return nil, err
-	}
-	return AgentResult{Agent: a}, nil
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *MessageParams) (any, error) {
+		return agentResult(mgr.Message(ctx, a.ID, "", p.Text, p.AllowDenied))
+	})
 }
 
 func (s *Session) discard(ctx context.Context, params json.RawMessage) (any, error) {
-	var p DiscardParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	mgr, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	a, err = mgr.Discard(ctx, a.ID, "", p.Force)
-	if err != nil {
-		return nil, err
-	}
-	return AgentResult{Agent: a}, nil
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *DiscardParams) (any, error) {
+		return agentResult(mgr.Discard(ctx, a.ID, "", p.Force))
+	})
 }
 
 func (s *Session) openWorktree(ctx context.Context, params json.RawMessage) (any, error) {
-	var p IDParams
-	if err := decode(params, &p); err != nil {
-		return nil, err
-	}
-	_, a, err := s.resolve(ctx, p.ID, p.Repo)
-	if err != nil {
-		return nil, err
-	}
-	if a.State.Landed() || a.Cleaned {
-		return nil, agents.Errorf(agents.ErrState, "agent %s has no worktree any more (%s)", a.Name, cleanedWhy(a))
-	}
-	if _, err := os.Stat(a.Worktree); err != nil {
-		if a.State == agents.StateQueued || a.State == agents.StateProvisioning {
-			return nil, agents.Errorf(agents.ErrState, "the worktree of %s is not ready yet (%s); try again in a moment", a.Name, a.State)
+	return onAgent(ctx, s, params, func(_ *agents.Manager, a *agents.Agent, _ *IDParams) (any, error) {
+		if a.State.Landed() || a.Cleaned {
+			return nil, agents.Errorf(agents.ErrState, "agent %s has no worktree any more (%s)", a.Name, cleanedWhy(a))
 		}
-		return nil, agents.Errorf(agents.ErrState, "the worktree %s of %s is missing", a.Worktree, a.Name)
-	}
-	return OpenWorktreeResult{Path: a.Worktree, URI: fileURI(a.Worktree)}, nil
-}
-
-// fileURI is the file:// URI of an absolute path, percent-encoded.
-func fileURI(path string) string {
-	return (&url.URL{Scheme: "file", Path: path}).String()
+		if _, err := os.Stat(a.Worktree); err != nil {
+			if a.State == agents.StateQueued || a.State == agents.StateProvisioning {
+				return nil, agents.Errorf(agents.ErrState, "the worktree of %s is not ready yet (%s); try again in a moment", a.Name, a.State)
+			}
+			return nil, agents.Errorf(agents.ErrState, "the worktree %s of %s is missing", a.Worktree, a.Name)
+		}
+		return OpenWorktreeResult{Path: a.Worktree, URI: fileURI(a.Worktree)}, nil
+	})
 }
 
 func cleanedWhy(a *agents.Agent) string {
@@ -426,4 +376,9 @@ func cleanedWhy(a *agents.Agent) string {
 		return "it changed nothing, so it was cleaned up"
 	}
 	return fmt.Sprintf("it was %s", a.State)
+}
+
+// fileURI is the file:// URI of an absolute path, percent-encoded.
+func fileURI(path string) string {
+	return (&url.URL{Scheme: "file", Path: path}).String()
 }
