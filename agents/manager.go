@@ -125,7 +125,9 @@ type run struct {
 	budgetUSD    float64
 	budgetTokens int64
 	price        *config.Price
-	limitReason  string // set when a limit stopped the agent
+	prices       *config.Config // for a price by the model the CLI reports
+	spec         providers.Spec // the agent as configured when the run began
+	limitReason  string         // set when a limit stopped the agent
 	stallAfter   time.Duration
 	lastOutput   time.Time
 	stalled      bool
@@ -341,15 +343,27 @@ func (m *Manager) newRun(a *Agent) *run {
 		var spec RunSpec
 		if readJSON(filepath.Join(r.dir, specFile), &spec) == nil {
 			r.baseUsage, r.baseTurns = spec.BaseUsage, spec.BaseTurns
-			if rp, ok := p.(providers.ResumedParserMaker); ok && spec.Resumed {
-				r.parser = rp.NewResumedParser(spec.BaseUsage)
-			}
+			r.resumed = spec.Resumed
+		}
+		// What this run reported before the daemon stopped (questions,
+		// usage, turns, session, result) is rebuilt from its events.
+		r.replay()
+		if rp, ok := p.(providers.ResumedParserMaker); ok && (r.resumed || r.usage != (providers.Usage{})) {
+			prior := r.baseUsage
+			prior.Add(r.usage)
+			r.parser = rp.NewResumedParser(prior)
+			r.configureParser(a)
 		}
 	}
 	if cfg, err := config.Load(a.Repo); err == nil {
+		r.prices = cfg
 		r.price = cfg.PriceFor(a.Model)
 		r.stallAfter = cfg.StallTimeout()
+		if spec, err := cfg.Spec(a.Agent); err == nil {
+			r.spec = spec
+		}
 	}
+	r.configureParser(a)
 	return r
 }
 
@@ -398,7 +412,7 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 		if errors.Is(err, providers.ErrNotInstalled) {
 			return nil, Errorf(ErrUnavailable, "agent %q cannot run: %w", agentName, err)
 		}
-		return nil, Errorf(ErrConfig, "agent %q: %w", agentName, err)
+		return nil, Errorf(ErrConfig, "%w", err)
 	}
 	base := req.Base
 	if base == "" {
@@ -425,6 +439,9 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 	}
 	if req.MaxTurns < 0 || req.BudgetUSD < 0 || req.BudgetTokens < 0 {
 		return nil, Errorf(ErrInvalid, "maxTurns, budgetUsd and budgetTokens must not be negative")
+	}
+	if (req.BudgetUSD > 0 || req.BudgetTokens > 0) && !providers.ReportsUsage(prov) {
+		return nil, Errorf(ErrInvalid, "agent %q (%s) reports no token usage, so a budget cannot be enforced; use a timeout instead", agentName, spec.Provider)
 	}
 	maxTurns := firstNonZero(req.MaxTurns, spec.MaxTurns, cfg.Defaults.MaxTurns)
 	budgetUSD := req.BudgetUSD
@@ -812,6 +829,7 @@ func (m *Manager) supervise(r *run, pid int) {
 				m.tail(r, false)
 			case <-tick.C:
 				m.tail(r, false)
+				m.liveUpdate(r)
 				m.checkStall(r)
 			}
 		}
@@ -936,18 +954,26 @@ func (m *Manager) tail(r *run, final bool) {
 			r.stalled = false
 			m.update(r.id, func(a *Agent) { a.StalledSince = nil })
 		}
-		// Editors show cost and turns while the agent works, at most once a
-		// second.
-		if !final && (r.usage != r.shownUsage || r.turns != r.shownTurns || r.sessionID != r.shownSession) && time.Since(r.shownAt) >= time.Second {
-			r.shownUsage, r.shownTurns, r.shownSession, r.shownAt = r.usage, r.turns, r.sessionID, time.Now()
-			total, turns, session := r.totalUsage(), r.baseTurns+r.turns, r.sessionID
-			m.update(r.id, func(a *Agent) {
-				if a.State == StateRunning {
-					a.Usage, a.Turns, a.SessionID = total, turns, session
-				}
-			})
+		if !final {
+			m.liveUpdate(r)
 		}
 	}
+}
+
+// liveUpdate puts the run's usage, turns and session into the record, so
+// editors show cost and turns while the agent works: at most once a second,
+// and the supervisor's tick sends what a burst left behind.
+func (m *Manager) liveUpdate(r *run) {
+	if r.usage == r.shownUsage && r.turns == r.shownTurns && r.sessionID == r.shownSession || time.Since(r.shownAt) < time.Second {
+		return
+	}
+	r.shownUsage, r.shownTurns, r.shownSession, r.shownAt = r.usage, r.turns, r.sessionID, time.Now()
+	total, turns, session := r.totalUsage(), r.baseTurns+r.turns, r.sessionID
+	m.update(r.id, func(a *Agent) {
+		if a.State == StateRunning {
+			a.Usage, a.Turns, a.SessionID = total, turns, session
+		}
+	})
 }
 
 // checkStall reports an agent that has printed nothing for the stall
@@ -990,6 +1016,31 @@ func (m *Manager) parseLine(r *run, stream string, line []byte) []Event {
 	return evs
 }
 
+// configureParser tells a parser that needs it how the run was started.
+func (r *run) configureParser(a *Agent) {
+	if c, ok := r.parser.(providers.Configurable); ok {
+		c.Configure(r.spec, providers.Task{ID: a.ID, Worktree: a.Worktree, Model: a.Model, MaxTurns: a.MaxTurns, ReadOnly: a.ReadOnly})
+	}
+}
+
+// replay feeds the events the current run already logged (those after its
+// last "running" state event) through afterParse, restoring the run's
+// state after a daemon restart.
+func (r *run) replay() {
+	evs, err := readEvents(r.dir, 1, 0)
+	if err != nil {
+		return
+	}
+	start := 0
+	for i, ev := range evs {
+		if ev.Kind == providers.KindState && ev.State == string(StateRunning) {
+			start = i + 1
+		}
+	}
+	r.afterParse(evs[start:])
+	r.shownUsage, r.shownTurns, r.shownSession = r.usage, r.turns, r.sessionID
+}
+
 // afterParse keeps what the daemon needs from the events: the result,
 // usage, session, turns and questions.
 func (r *run) afterParse(evs []Event) []Event {
@@ -1021,6 +1072,10 @@ func (r *run) afterParse(evs []Event) []Event {
 		case providers.KindSession:
 			if ev.SessionID != "" {
 				r.sessionID = ev.SessionID
+			}
+			// No configured model: price by the model the CLI reports.
+			if r.price == nil && r.prices != nil && ev.Text != "" {
+				r.price = r.prices.PriceFor(strings.TrimSpace(ev.Text))
 			}
 		case providers.KindToolCall:
 			r.toolCalls++

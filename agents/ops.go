@@ -178,13 +178,14 @@ func (m *Manager) Message(ctx context.Context, ref, repo, text string, allowDeni
 		if errors.Is(err, providers.ErrNotInstalled) {
 			return nil, Errorf(ErrUnavailable, "agent %q cannot run: %w", a.Agent, err)
 		}
-		return nil, Errorf(ErrConfig, "agent %q: %w", a.Agent, err)
+		return nil, Errorf(ErrConfig, "%w", err)
 	}
 	r := m.newRun(a)
 	if task.Resume != "" {
 		r.resumed = true
 		if rp, ok := prov.(providers.ResumedParserMaker); ok {
 			r.parser = rp.NewResumedParser(a.Usage)
+			r.configureParser(a)
 		}
 	}
 	m.mu.Lock()
@@ -192,6 +193,11 @@ func (m *Manager) Message(ctx context.Context, ref, repo, text string, allowDeni
 		m.mu.Unlock()
 		unlock()
 		return nil, Errorf(ErrState, "agent %s is already running", a.Name)
+	}
+	if active, limit := m.repoLocked(a.Repo).active, cfg.MaxConcurrent(); active >= limit {
+		m.mu.Unlock()
+		unlock()
+		return nil, Errorf(ErrRefused, "%d agents already run in %s (max_concurrent = %d); send the message when one of them has finished", active, a.Repo, limit)
 	}
 	m.runs[a.ID] = r
 	m.repoLocked(a.Repo).active++

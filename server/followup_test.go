@@ -178,3 +178,51 @@ func TestStallIsReportedAndCleared(t *testing.T) {
 		t.Errorf("%d stall events, want 1", stalls)
 	}
 }
+
+// A daemon restart in the middle of a run keeps what the run already
+// reported: its question (so it still ends needs_input) and its usage.
+func TestRestartKeepsWhatTheRunReported(t *testing.T) {
+	home := t.TempDir()
+	p := server.Paths{State: home, Run: filepath.Join(home, "run")}
+	repo := vendorRepo(t, "")
+	gate := filepath.Join(t.TempDir(), "gate")
+	denied := compact(t, map[string]any{"type": "item.completed", "item": map[string]any{
+		"id": "item_1", "type": "command_execution", "command": "touch/etc/x", "aggregated_output": "",
+		"exit_code": 1, "status": "declined",
+	}})
+	turn1 := compact(t, map[string]any{"type": "turn.completed", "usage": map[string]any{"input_tokens": 1000, "cached_input_tokens": 0, "output_tokens": 50}})
+	turn2 := compact(t, map[string]any{"type": "turn.completed", "usage": map[string]any{"input_tokens": 1500, "cached_input_tokens": 0, "output_tokens": 80}})
+	task := strings.Join([]string{
+		"json " + compact(t, map[string]any{"type": "thread.started", "thread_id": "th-1"}),
+		"json " + denied, "json " + turn1, "waitfile " + gate, "json " + turn2,
+	}, "; ")
+	srv := server.New(server.Options{Paths: p, Shim: []string{testenv.Bgagents(t)}, Grace: time.Second, Logger: testLogger()})
+	srv.Start()
+	cl, ss := pipe()
+	srv.ServeConn(ss)
+	c := server.NewClient(context.Background(), cl)
+	a := spawnWith(t, c, server.SpawnParams{Agent: "codex", Repo: repo.Dir, Task: task})
+	waitNote(t, c, 30*time.Second, "the first turn's usage", func(n server.Note) bool {
+		var p server.AgentChangedParams
+		return n.Method == server.NotifyAgentChanged && json.Unmarshal(n.Params, &p) == nil && p.Agent.ID == a.ID && p.Agent.Usage.InputTokens == 1000
+	})
+	c.Close()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := &inproc{srv: server.New(server.Options{Paths: p, Shim: []string{testenv.Bgagents(t)}, Grace: time.Second, Logger: testLogger()}), paths: p}
+	d.srv.Start()
+	t.Cleanup(func() { stopAgents(t, d.client(t)); d.srv.Close() })
+	c2 := d.client(t)
+	if got := get(t, c2, a.ID); got.State != agents.StateRunning {
+		t.Fatalf("after restart %s", got.State)
+	}
+	writeFile(t, gate)
+	got := wait(t, c2, a.ID)
+	if got.State != agents.StateNeedsInput || len(got.Questions) != 1 {
+		t.Fatalf("state %s questions %+v: the question asked before the restart was lost", got.State, got.Questions)
+	}
+	if got.Usage.InputTokens != 1500 || got.Usage.OutputTokens != 80 {
+		t.Fatalf("usage %+v, want the session's 1500/80 counted once", got.Usage)
+	}
+}

@@ -57,6 +57,7 @@ type Session struct {
 	follows  map[string]int64  // agent id → first seq to forward
 	spawned  map[string]string // agent id → progress token
 	docs     map[string]string // open documents: uri → text
+	stalled  map[string]bool   // agents last reported stalled
 	inflight map[string]*inflight
 }
 
@@ -64,7 +65,7 @@ func newSession(srv *Server, id int, rwc io.ReadWriteCloser) *Session {
 	ctx, stop := context.WithCancel(srv.ctx)
 	s := &Session{
 		srv: srv, id: id, log: srv.log.With(zap.Int("session", id)), ctx: ctx, stop: stop,
-		follows: map[string]int64{}, spawned: map[string]string{}, docs: map[string]string{},
+		follows: map[string]int64{}, stalled: map[string]bool{}, spawned: map[string]string{}, docs: map[string]string{},
 		inflight: map[string]*inflight{},
 	}
 	s.conn = jsonrpc2.NewConn(NewStream(rwc, srv.opts.MaxMessage))
@@ -120,6 +121,16 @@ func (s *Session) deliver(n agents.Notice) error {
 		if plain {
 			if msg, typ := finishMessage(n.Agent); msg != "" {
 				return s.conn.Notify(ctx, "window/showMessage", map[string]any{"type": typ, "message": msg})
+			}
+			// A stall is told once, when it begins.
+			s.mu.Lock()
+			was := s.stalled[n.Agent.ID]
+			now := n.Agent.StalledSince != nil && n.Agent.State == agents.StateRunning
+			s.stalled[n.Agent.ID] = now
+			s.mu.Unlock()
+			if now && !was {
+				msg := fmt.Sprintf("bgagents: %s has printed nothing since %s", n.Agent.Name, n.Agent.StalledSince.Local().Format("15:04:05"))
+				return s.conn.Notify(ctx, "window/showMessage", map[string]any{"type": 2, "message": msg})
 			}
 		}
 	case n.Output != nil:

@@ -90,14 +90,19 @@ func (c codex) Command(spec Spec, t Task) ([]string, []string, error) {
 
 func (codex) NewParser() Parser { return &codexParser{calls: map[string]bool{}} }
 
+// Configure tells the parser the run's sandbox: without one, a failed
+// command is not read as a refusal.
+func (p *codexParser) Configure(spec Spec, t Task) {
+	sb, err := codexSandbox(spec, t)
+	p.noSandbox = err == nil && sb == "danger-full-access"
+}
+
 // NewResumedParser returns a parser for a run that resumes a thread whose
 // earlier runs reported prior. Codex restores the thread's token count on
 // `exec resume`: the first total it reports counts those runs again (a
 // resumed run of 100 tokens after one of 200 reports 300). With prior as
-// the starting point the usage events are this run's own.
-//
-// The Provider interface has no way yet to pass prior to the parser (see
-// NewParser); until it has, a resumed run's usage includes the earlier runs'.
+// the starting point the usage events are this run's own. The daemon uses
+// it for follow-ups and for runs it re-adopts (providers.ResumedParserMaker).
 func (codex) NewResumedParser(prior Usage) Parser {
 	return &codexParser{calls: map[string]bool{}, total: codexTokens{
 		in:     prior.InputTokens + prior.CacheReadTokens + prior.CacheWriteTokens,
@@ -109,6 +114,9 @@ func (codex) NewResumedParser(prior Usage) Parser {
 
 // codexParser reads `codex exec --json` output.
 type codexParser struct {
+	// noSandbox is set for danger-full-access runs: a failed command there
+	// is a failure, not a sandbox refusal.
+	noSandbox bool
 	// calls holds the item ids whose tool call was reported (on
 	// item.started), so item.completed reports only the result.
 	calls map[string]bool
@@ -214,7 +222,7 @@ func (p *codexParser) itemCompleted(stream string, item streamJSON, line []byte)
 		if id := item.Get("id").Str(); id == "" || !p.calls[id] {
 			evs = codexCalls(item)
 		}
-		return append(evs, codexResult(item)...)
+		return append(evs, codexResult(item, p.noSandbox)...)
 	}
 	return []Event{cliRawEvent(line)}
 }
@@ -254,7 +262,7 @@ func codexChangeKind(kind string) string {
 
 // codexResult is the result of a completed tool item, and for a command the
 // sandbox refused, a question too.
-func codexResult(item streamJSON) []Event {
+func codexResult(item streamJSON, noSandbox bool) []Event {
 	ev := Event{Time: time.Now(), Kind: KindToolResult, ToolKind: "other", Status: "ok"}
 	status := item.Get("status").Str()
 	if status == "failed" {
@@ -276,7 +284,7 @@ func codexResult(item streamJSON) []Event {
 		why := ""
 		if status == "declined" {
 			why = "the command was declined"
-		} else if failed {
+		} else if failed && !noSandbox {
 			why = codexSandboxDenial(code.Int(), out)
 		}
 		if why != "" {
@@ -421,8 +429,10 @@ func (p *codexParser) turnCompleted(j streamJSON) []Event {
 	if text == "" {
 		text = p.lastText
 	}
-	run := p.run
-	return append(evs, Event{Time: time.Now(), Kind: KindResult, Text: text, Usage: &run})
+	// The usage events above carry the tokens; the result carries none, so
+	// a daemon that re-adopted the run (a fresh parser mid-run) adds them up
+	// rather than taking this parser's partial count as the run's total.
+	return append(evs, Event{Time: time.Now(), Kind: KindResult, Text: text})
 }
 
 // codexTokens is a usage report as codex counts it: input includes the

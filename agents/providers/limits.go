@@ -10,3 +10,14 @@ func LimitsTurns(p Provider) bool {
 	}
 	return false
 }
+
+// ReportsUsage reports whether the provider's CLI reports token usage, so
+// budgets can be enforced (Copilot reports premium requests only; a plain
+// command reports nothing).
+func ReportsUsage(p Provider) bool {
+	switch p.Name() {
+	case "copilot", "command":
+		return false
+	}
+	return true
+}

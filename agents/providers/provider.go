@@ -148,6 +148,13 @@ type Parser interface {
 	Line(stream string, line []byte) []Event
 }
 
+// Configurable is implemented by parsers whose reading depends on how the
+// run was started (Codex: whether a sandbox could have refused a command);
+// the daemon calls Configure before the first line.
+type Configurable interface {
+	Configure(spec Spec, task Task)
+}
+
 // Flusher is implemented by parsers that hold text back (streamed pieces
 // joined into one event): Flush returns what is left when the output ends.
 type Flusher interface {

@@ -210,7 +210,13 @@ func spawnCmd() *cobra.Command {
 				if !asJSON {
 					fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
 					if a.State == agents.StateNeedsInput {
-						fmt.Fprintf(cmd.ErrOrStderr(), "answer with: bgagents msg %s \"...\" (add --allow to allow what it was refused)\n", a.Name)
+						hint := ""
+						for _, q := range a.Questions {
+							if q.Tool != "" {
+								hint = " (add --allow to allow what it was refused)"
+							}
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "answer with: bgagents msg %s \"...\"%s\n", a.Name, hint)
 					}
 				}
 				return &exitError{code: 1}
@@ -286,6 +292,9 @@ func printTable(w io.Writer, as []*agents.Agent, withRepo bool) error {
 		cost := "-"
 		if a.Usage.CostUSD > 0 {
 			cost = fmt.Sprintf("$%.2f", a.Usage.CostUSD)
+			if a.Usage.CostEstimated {
+				cost = "~" + cost // estimated from [prices]
+			}
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", a.ID, a.Name, a.State, a.Agent, a.Branch, age(a.CreatedAt), diff, cost)
 		if withRepo {
@@ -354,7 +363,11 @@ func showCmd() *cobra.Command {
 			row("result", a.Result)
 			row("diff", fmt.Sprintf("%d commits, %d files, +%d -%d", a.Diff.Commits, a.Diff.Files, a.Diff.Additions, a.Diff.Deletions))
 			if a.Usage.InputTokens+a.Usage.OutputTokens > 0 {
-				row("usage", fmt.Sprintf("%d in, %d out, $%.4f", a.Usage.InputTokens, a.Usage.OutputTokens, a.Usage.CostUSD))
+				est := ""
+				if a.Usage.CostEstimated {
+					est = " (estimated from [prices])"
+				}
+				row("usage", fmt.Sprintf("%d in, %d out, cache %d read / %d written, $%.4f%s", a.Usage.InputTokens, a.Usage.OutputTokens, a.Usage.CacheReadTokens, a.Usage.CacheWriteTokens, a.Usage.CostUSD, est))
 			}
 			if a.Cleaned {
 				row("cleanup", "changed nothing; worktree and branch removed")
