@@ -73,13 +73,13 @@ func main() {
 		case "fork":
 			cmd := exec.Command(os.Args[0], "--child")
 			must(cmd.Start())
-			must(os.WriteFile(f[1], []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
+			must(writeAtomic(f[1], []byte(strconv.Itoa(cmd.Process.Pid))))
 		case "stamp":
-			must(os.WriteFile(f[1], []byte(strconv.FormatInt(time.Now().UnixNano(), 10)), 0o644))
+			must(writeAtomic(f[1], []byte(strconv.FormatInt(time.Now().UnixNano(), 10))))
 		case "argv":
-			must(os.WriteFile(f[1], []byte(strings.Join(os.Args, "\n")), 0o644))
+			must(writeAtomic(f[1], []byte(strings.Join(os.Args, "\n"))))
 		case "pidfile":
-			must(os.WriteFile(f[1], []byte(strconv.Itoa(os.Getpid())), 0o644))
+			must(writeAtomic(f[1], []byte(strconv.Itoa(os.Getpid()))))
 		case "waitfile":
 			for {
 				if _, err := os.Stat(f[1]); err == nil {
@@ -105,6 +105,16 @@ func hang() {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// writeAtomic writes a file the tests poll for: they see it whole or not
+// at all.
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func must(err error) {
