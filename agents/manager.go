@@ -1165,6 +1165,12 @@ func (m *Manager) finalize(r *run) {
 	var exitCode *int
 	errMsg := ""
 	switch {
+	case statusErr != nil && m.cancelRequested(r):
+		// Cancelled before the shim could take the signal itself (it was
+		// still starting): the cancel, not a loss.
+		state, reason = StateCancelled, "cancelled"
+		errMsg = "cancelled"
+		killAgentGroup(r.dir, r.id)
 	case statusErr != nil:
 		state, reason = StateLost, "the shim ended without recording how the agent exited"
 		errMsg = reason

@@ -110,6 +110,10 @@ func readJSON(path string, v any) error {
 // to its process group, SIGKILL after the grace period. The shim outlives
 // the daemon; the daemon re-adopts it through the files.
 func RunShim(ctx context.Context, dir string) error {
+	// Signals first, so a cancel that arrives while starting is not lost.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
 	var spec RunSpec
 	if err := readJSON(filepath.Join(dir, specFile), &spec); err != nil {
 		return fmt.Errorf("shim: %w", err)
@@ -148,16 +152,17 @@ func RunShim(ctx context.Context, dir string) error {
 	}
 	defer stderr.Close()
 
-	// Signals first, so a cancel that arrives while starting is not lost.
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-
 	cmd := exec.Command(spec.Argv[0], spec.Argv[1:]...)
 	cmd.Dir = spec.Dir
 	cmd.Env = spec.Env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	select {
+	case <-sigs:
+		st.Cancelled = true
+		return finish(nil)
+	default:
+	}
 	if err := cmd.Start(); err != nil {
 		return finish(fmt.Errorf("start %s: %w", spec.Argv[0], err))
 	}

@@ -706,3 +706,45 @@ func TestRestartDuringProvisioningAdoptsStartedShim(t *testing.T) {
 		t.Fatalf("ended %s %q diff %+v", got.State, got.Error, got.Diff)
 	}
 }
+
+// A cancel right when the agent is reported running (the shim may still be
+// starting) ends it cancelled, never lost.
+func TestCancelRightAfterStartIsCancelled(t *testing.T) {
+	d := startInProcess(t, 300*time.Millisecond)
+	repo := testenv.NewRepo(t, "")
+	c := d.client(t)
+	for i := 0; i < 5; i++ {
+		a := spawn(t, c, repo.Dir, "hang")
+		waitNote(t, c, 30*time.Second, "running", agentChanged(a.ID, agents.StateRunning))
+		var res server.AgentResult
+		if err := c.Call(testenv.Context(t, 30*time.Second), server.MethodCancel, server.IDParams{ID: a.ID}, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Agent.State != agents.StateCancelled {
+			t.Fatalf("try %d: state %s (%s), want cancelled", i, res.Agent.State, res.Agent.Error)
+		}
+	}
+}
+
+func TestAgentsListsConfiguredAndKnownAgents(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "\n[agents.ghost]\ncommand = [\"no-such-agent-binary\", \"{prompt}\"]\n")
+	c := d.client(t)
+	var res server.AgentsResult
+	if err := c.Call(context.Background(), server.MethodAgents, server.AgentsParams{Repo: repo.Dir}, &res); err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]server.AgentInfo{}
+	for _, a := range res.Agents {
+		byName[a.Name] = a
+	}
+	if res.Default != "test" || !byName["test"].Configured || !byName["test"].Installed {
+		t.Errorf("default %q, test agent %+v", res.Default, byName["test"])
+	}
+	if g := byName["ghost"]; !g.Configured || g.Installed || !strings.Contains(g.Problem, "no-such-agent-binary") {
+		t.Errorf("ghost %+v", g)
+	}
+	if cl, ok := byName["claude"]; !ok || cl.Configured || cl.Provider != "claude" {
+		t.Errorf("claude %+v", cl)
+	}
+}

@@ -3,15 +3,19 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"go.lsp.dev/jsonrpc2"
 
 	"github.com/bgagents/bgagents/agents"
+	"github.com/bgagents/bgagents/agents/providers"
+	"github.com/bgagents/bgagents/internal/config"
 	"github.com/bgagents/bgagents/worktree"
 )
 
@@ -40,6 +44,7 @@ func init() {
 		MethodOpenWorktree:         (*Session).openWorktree,
 		MethodStopDaemon:           (*Session).stopDaemon,
 		MethodMessage:              (*Session).message,
+		MethodAgents:               (*Session).agentsList,
 	}
 }
 
@@ -142,6 +147,52 @@ func (s *Session) beginProgress(a *agents.Agent) {
 			}
 		}
 	}
+}
+
+func (s *Session) agentsList(ctx context.Context, params json.RawMessage) (any, error) {
+	var p AgentsParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if p.Repo == "" {
+		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"repo\" is required (a path inside the repository)")
+	}
+	repo, err := repoRoot(ctx, p.Repo)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(repo)
+	if err != nil {
+		return nil, agents.Errorf(agents.ErrConfig, "%w", err)
+	}
+	res := AgentsResult{Default: cfg.DefaultAgent(), Agents: []AgentInfo{}}
+	seen := map[string]bool{}
+	add := func(name string, configured bool) {
+		spec, err := cfg.Spec(name)
+		if err != nil {
+			return
+		}
+		info := AgentInfo{Name: name, Provider: spec.Provider, Model: spec.Model, Configured: configured}
+		if prov, err := providers.Get(spec.Provider); err == nil {
+			_, _, err := prov.Command(spec, providers.Task{Prompt: "x", Worktree: repo})
+			info.Installed = err == nil || !errors.Is(err, providers.ErrNotInstalled)
+			if err != nil {
+				info.Problem = err.Error()
+			}
+		}
+		seen[name] = true
+		res.Agents = append(res.Agents, info)
+	}
+	for name := range cfg.Agents {
+		add(name, true)
+	}
+	sort.Slice(res.Agents, func(i, j int) bool { return res.Agents[i].Name < res.Agents[j].Name })
+	for _, name := range providers.Names() {
+		if name != "command" && !seen[name] {
+			add(name, false)
+		}
+	}
+	return res, nil
 }
 
 func (s *Session) list(ctx context.Context, params json.RawMessage) (any, error) {

@@ -30,6 +30,7 @@ const (
 	MethodOpenWorktree = "bgagents/openWorktree"
 	MethodStopDaemon   = "bgagents/stopDaemon"
 	MethodMessage      = "bgagents/message"
+	MethodAgents       = "bgagents/agents"
 )
 
 // Custom notifications (daemon → client).
@@ -102,6 +103,33 @@ type SpawnParams struct {
 	BudgetTokens int64 `json:"budgetTokens,omitempty"`
 	// ReadOnly runs the agent in its vendor's read-only mode.
 	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// AgentsParams asks which agents a repository can run.
+type AgentsParams struct {
+	// Repo is an absolute path inside the repository (required).
+	Repo string `json:"repo"`
+}
+
+// AgentsResult lists the agents a spawn may name: the configured ones and
+// every vendor CLI bgagents knows, installed or not.
+type AgentsResult struct {
+	// Default is the agent a spawn without one runs.
+	Default string      `json:"default"`
+	Agents  []AgentInfo `json:"agents"`
+}
+
+// AgentInfo describes one agent a spawn may name.
+type AgentInfo struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	Model    string `json:"model,omitempty"`
+	// Configured is set for [agents.NAME] tables.
+	Configured bool `json:"configured"`
+	// Installed says whether its executable was found.
+	Installed bool `json:"installed"`
+	// Problem says why it cannot run (not installed: how to install it).
+	Problem string `json:"problem,omitempty"`
 }
 
 // MessageParams sends a follow-up to an agent that stopped (needs_input,
@@ -294,6 +322,7 @@ var Requests = []MethodSpec{
 	{MethodDiscard, DiscardParams{}, AgentResult{}},
 	{MethodOpenWorktree, IDParams{}, OpenWorktreeResult{}},
 	{MethodMessage, MessageParams{}, AgentResult{}},
+	{MethodAgents, AgentsParams{}, AgentsResult{}},
 	{MethodStopDaemon, struct{}{}, StopResult{}},
 }
 

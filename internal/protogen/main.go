@@ -28,6 +28,7 @@ import (
 const (
 	TSFile  = "extensions/vscode/src/lsp_ext.ts"
 	LuaFile = "extensions/nvim/lua/bgagents/protocol.lua"
+	DocFile = "docs/protocol.md"
 )
 
 func main() {
@@ -35,8 +36,14 @@ func main() {
 	root := flag.String("root", ".", "module root")
 	flag.Parse()
 	files := Generate()
+	doc, err := os.ReadFile(filepath.Join(*root, DocFile))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "protogen:", err)
+		os.Exit(1)
+	}
+	files[DocFile] = FillDoc(doc, files)
 	stale := 0
-	for _, name := range []string{TSFile, LuaFile} {
+	for _, name := range []string{TSFile, LuaFile, DocFile} {
 		path := filepath.Join(*root, name)
 		if *check {
 			old, err := os.ReadFile(path)
@@ -175,6 +182,25 @@ func constName(method string) string {
 	return strings.TrimPrefix(method, "bgagents/")
 }
 
+// FillDoc replaces the text between the <!-- protogen:ts --> and
+// <!-- protogen:lua --> markers of the protocol document with the
+// generated declarations.
+func FillDoc(doc []byte, files map[string][]byte) []byte {
+	out := doc
+	for _, b := range []struct{ tag, lang, file string }{{"ts", "ts", TSFile}, {"lua", "lua", LuaFile}} {
+		open, close := []byte("<!-- protogen:"+b.tag+" -->\n"), []byte("<!-- /protogen:"+b.tag+" -->")
+		i := bytes.Index(out, open)
+		j := bytes.Index(out, close)
+		if i < 0 || j < i {
+			continue
+		}
+		var mid bytes.Buffer
+		fmt.Fprintf(&mid, "```%s\n%s```\n", b.lang, files[b.file])
+		out = append(append(append([]byte{}, out[:i+len(open)]...), mid.Bytes()...), out[j:]...)
+	}
+	return out
+}
+
 // Generate returns the generated files by path.
 func Generate() map[string][]byte {
 	structs := collect()
@@ -284,7 +310,11 @@ func luaType(t reflect.Type) string {
 	case reflect.Pointer:
 		return luaType(t.Elem()) + "|nil"
 	case reflect.Slice:
-		return luaType(t.Elem()) + "[]|nil"
+		inner := luaType(t.Elem())
+		if strings.Contains(inner, "|") {
+			inner = "(" + inner + ")"
+		}
+		return inner + "[]|nil"
 	case reflect.Map:
 		return "table<string, " + luaType(t.Elem()) + ">"
 	case reflect.String:

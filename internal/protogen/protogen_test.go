@@ -14,7 +14,16 @@ import (
 // declarations generate.
 func TestGeneratedFilesAreCurrent(t *testing.T) {
 	root := filepath.Join("..", "..")
-	for name, want := range Generate() {
+	files := Generate()
+	doc, err := os.ReadFile(filepath.Join(root, DocFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files[DocFile] = FillDoc(doc, files)
+	if !bytes.Contains(doc, []byte("<!-- protogen:ts -->")) || !bytes.Contains(doc, []byte("<!-- protogen:lua -->")) {
+		t.Fatalf("%s lost its protogen markers", DocFile)
+	}
+	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join(root, name))
 		if err != nil {
 			t.Fatalf("%s: %v (run go run ./internal/protogen)", name, err)

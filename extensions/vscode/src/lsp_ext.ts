@@ -74,8 +74,26 @@ export interface AgentChangedParams {
   agent: Agent | null;
 }
 
+export interface AgentInfo {
+  name: string;
+  provider: string;
+  model?: string;
+  configured: boolean;
+  installed: boolean;
+  problem?: string;
+}
+
 export interface AgentResult {
   agent: Agent | null;
+}
+
+export interface AgentsParams {
+  repo: string;
+}
+
+export interface AgentsResult {
+  default: string;
+  agents: AgentInfo[] | null;
 }
 
 export interface Context {
@@ -302,6 +320,7 @@ export const merge = new lc.RequestType<MergeParams, AgentResult, void>("bgagent
 export const discard = new lc.RequestType<DiscardParams, AgentResult, void>("bgagents/discard");
 export const openWorktree = new lc.RequestType<IDParams, OpenWorktreeResult, void>("bgagents/openWorktree");
 export const message = new lc.RequestType<MessageParams, AgentResult, void>("bgagents/message");
+export const agents = new lc.RequestType<AgentsParams, AgentsResult, void>("bgagents/agents");
 export const stopDaemon = new lc.RequestType<Record<string, never>, StopResult, void>("bgagents/stopDaemon");
 
 /** Custom notifications (daemon → client). */

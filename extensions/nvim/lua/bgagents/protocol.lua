@@ -66,8 +66,23 @@
 ---@class bgagents.AgentChangedParams
 ---@field agent bgagents.Agent|nil
 
+---@class bgagents.AgentInfo
+---@field name string
+---@field provider string
+---@field model? string
+---@field configured boolean
+---@field installed boolean
+---@field problem? string
+
 ---@class bgagents.AgentResult
 ---@field agent bgagents.Agent|nil
+
+---@class bgagents.AgentsParams
+---@field repo string
+
+---@class bgagents.AgentsResult
+---@field default string
+---@field agents bgagents.AgentInfo[]|nil
 
 ---@class bgagents.Context
 ---@field file? string
@@ -164,7 +179,7 @@
 ---@field states? bgagents.State[]|nil
 
 ---@class bgagents.ListResult
----@field agents bgagents.Agent|nil[]|nil
+---@field agents (bgagents.Agent|nil)[]|nil
 
 ---@class bgagents.LogParams
 ---@field id string
@@ -267,6 +282,7 @@ M.requests = {
   discard = "bgagents/discard", -- DiscardParams -> AgentResult
   openWorktree = "bgagents/openWorktree", -- IDParams -> OpenWorktreeResult
   message = "bgagents/message", -- MessageParams -> AgentResult
+  agents = "bgagents/agents", -- AgentsParams -> AgentsResult
   stopDaemon = "bgagents/stopDaemon", -- {} -> StopResult
 }
 
