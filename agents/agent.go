@@ -162,6 +162,11 @@ type Agent struct {
 	// StalledSince is set while the agent has printed nothing for longer
 	// than the stall timeout.
 	StalledSince *time.Time `json:"stalledSince,omitempty"`
+	// Port is the first of the agent's block of PortCount ports (PORT).
+	Port      int `json:"port,omitempty"`
+	PortCount int `json:"portCount,omitempty"`
+	// DatabaseURL points at the agent's own copy of the database.
+	DatabaseURL string `json:"databaseUrl,omitempty"`
 	// Cleaned is set when the worktree and branch were removed because
 	// the agent changed nothing.
 	Cleaned bool `json:"cleaned,omitempty"`

@@ -74,6 +74,9 @@ type Manager struct {
 	reserved   map[string]bool // repo+"\x00"+name being created
 	agentLocks map[string]*sync.Mutex
 
+	// serialises port allocation with its lease
+	portMu sync.Mutex
+
 	// guards every agent's event log: appends and the publishing of the
 	// appended events happen under it, so a follower that reads the log and
 	// subscribes under it sees every event exactly once.
@@ -604,6 +607,12 @@ func (m *Manager) provision(r *run) {
 	fail := func(stage string, err error) {
 		m.log.Warn("provisioning failed", zap.String("id", r.id), zap.String("stage", stage), zap.Error(err))
 		m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: stage + " failed", Done: true, Failed: true}})
+		if cur, err := m.store.Get(context.WithoutCancel(ctx), a.ID); err == nil {
+			a = cur
+		}
+		if err := m.releaseResources(context.WithoutCancel(ctx), a); err != nil {
+			m.log.Warn("release resources", zap.String("id", a.ID), zap.Error(err))
+		}
 		m.releaseWorktree(context.WithoutCancel(ctx), a)
 		state, msg := StateFailed, fmt.Sprintf("%s: %v", stage, err)
 		if m.cancelRequested(r) {
@@ -639,6 +648,13 @@ func (m *Manager) provision(r *run) {
 	cfg, err := config.Load(a.Repo)
 	if err != nil {
 		fail("load config", err)
+		return
+	}
+	if stage, err := m.prepare(ctx, r, a, cfg, progress); err != nil {
+		if stage == "setup" {
+			m.drainSetupOutput(r)
+		}
+		fail(stage, err)
 		return
 	}
 	spec, err := cfg.Spec(a.Agent)
@@ -735,6 +751,19 @@ func (m *Manager) launch(r *run, a *Agent, argv, env []string, runNo int) error 
 	return nil
 }
 
+// drainSetupOutput turns what failed setup commands printed into the
+// agent's log, so `logs` shows why.
+func (m *Manager) drainSetupOutput(r *run) {
+	l, err := openEventLog(r.dir)
+	if err != nil {
+		return
+	}
+	m.evMu.Lock()
+	r.log = l
+	m.evMu.Unlock()
+	m.tail(r, true)
+}
+
 // promptFor is the task with the editor context the agent was given.
 func promptFor(a *Agent) string {
 	if a.Context == nil {
@@ -775,6 +804,7 @@ func agentEnv(a *Agent) []string {
 		}
 		env = append(env, kv)
 	}
+	env = append(env, resourceEnv(a)...)
 	return append(env,
 		"PWD="+a.Worktree,
 		"BGAGENTS_AGENT_ID="+a.ID,
@@ -1251,6 +1281,9 @@ func (m *Manager) finalize(r *run) {
 			if derr == nil && !dirty {
 				_ = worktree.Remove(ctx, a.Repo, a.Worktree, false)
 				_ = worktree.DeleteBranch(ctx, a.Repo, a.Branch, false)
+				if err := m.releaseResources(ctx, a); err != nil {
+					m.log.Warn("release resources", zap.String("id", a.ID), zap.Error(err))
+				}
 				cleaned = true
 			}
 			rs.git.Unlock()

@@ -432,6 +432,9 @@ func (m *Manager) Discard(ctx context.Context, ref, repo string, force bool) (*A
 // removeWorktreeLocked removes the agent's worktree and branch; the
 // repository's git lock must be held.
 func (m *Manager) removeWorktreeLocked(ctx context.Context, a *Agent, force bool) error {
+	if err := m.releaseResources(ctx, a); err != nil {
+		return err
+	}
 	if a.Worktree != "" {
 		if err := worktree.Remove(ctx, a.Repo, a.Worktree, force); err != nil {
 			return err

@@ -287,3 +287,44 @@ type AmbiguousError struct {
 func (e *AmbiguousError) Error() string {
 	return fmt.Sprintf("%q matches several agents (%s); give more of the id", e.Ref, strings.Join(e.IDs, ", "))
 }
+
+// PortLease is a block of ports given to an agent.
+type PortLease struct {
+	Start, Count int
+	AgentID      string
+}
+
+// PortLeases returns every block of ports leased to an agent.
+func (s *Store) PortLeases(ctx context.Context) ([]PortLease, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT start, count, agent_id FROM port_leases`)
+	if err != nil {
+		return nil, fmt.Errorf("port leases: %w", err)
+	}
+	defer rows.Close()
+	var out []PortLease
+	for rows.Next() {
+		var l PortLease
+		if err := rows.Scan(&l.Start, &l.Count, &l.AgentID); err != nil {
+			return nil, fmt.Errorf("port leases: %w", err)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// LeasePorts records a block of ports for an agent.
+func (s *Store) LeasePorts(ctx context.Context, l PortLease) error {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO port_leases (start, count, agent_id, at) VALUES (?, ?, ?, ?)`,
+		l.Start, l.Count, l.AgentID, ts(time.Now())); err != nil {
+		return fmt.Errorf("lease ports %d-%d: %w", l.Start, l.Start+l.Count-1, err)
+	}
+	return nil
+}
+
+// ReleasePorts frees an agent's block of ports (no-op when it has none).
+func (s *Store) ReleasePorts(ctx context.Context, agentID string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM port_leases WHERE agent_id = ?`, agentID); err != nil {
+		return fmt.Errorf("release ports of %s: %w", agentID, err)
+	}
+	return nil
+}

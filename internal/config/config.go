@@ -81,6 +81,31 @@ type Worktree struct {
 	// Dir is where worktrees go; {repo} is the main checkout's base name.
 	// Relative paths are relative to the main checkout.
 	Dir string `toml:"dir"`
+	// Copy lists gitignored paths copied from the main checkout into each
+	// worktree (node_modules, .env, .venv).
+	Copy []string `toml:"copy"`
+	// Setup lists commands (argv, no shell) run in each new worktree.
+	Setup [][]string `toml:"setup"`
+	// Pool is how many provisioned worktrees are kept ready per repository.
+	Pool int `toml:"pool"`
+}
+
+// Ports is the [ports] table.
+type Ports struct {
+	// Range is where agent port blocks come from, "4100-4999".
+	Range string `toml:"range"`
+	// PerAgent is the size of each agent's block (default 10).
+	PerAgent int `toml:"per_agent"`
+}
+
+// Database is the [database] table.
+type Database struct {
+	// Kind is "postgres" or "sqlite".
+	Kind string `toml:"kind"`
+	// URL is the template database (postgres).
+	URL string `toml:"url"`
+	// Path is the database file relative to the repository (sqlite).
+	Path string `toml:"path"`
 }
 
 // Config is the merged configuration for one repository.
@@ -89,6 +114,8 @@ type Config struct {
 	Agents   map[string]Agent `toml:"agents"`
 	Worktree Worktree         `toml:"worktree"`
 	Prices   map[string]Price `toml:"prices"`
+	Ports    Ports            `toml:"ports"`
+	Database Database         `toml:"database"`
 
 	// Files lists the files that were read, user file first.
 	Files []string `toml:"-"`
@@ -106,6 +133,35 @@ const (
 	// is reported as stalled.
 	DefaultStallTimeout = 10 * time.Minute
 )
+
+// DefaultPortsPerAgent is the size of an agent's port block.
+const DefaultPortsPerAgent = 10
+
+// PortsPerAgent is [ports] per_agent, or the default.
+func (c *Config) PortsPerAgent() int {
+	if c.Ports.PerAgent > 0 {
+		return c.Ports.PerAgent
+	}
+	return DefaultPortsPerAgent
+}
+
+// ParsePortRange parses "LO-HI" (1024..65535).
+func ParsePortRange(s string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(strings.TrimSpace(s), "-")
+	if !ok {
+		return 0, 0, fmt.Errorf("%q must look like \"4100-4999\"", s)
+	}
+	if _, err := fmt.Sscanf(strings.TrimSpace(a), "%d", &lo); err != nil {
+		return 0, 0, fmt.Errorf("%q must look like \"4100-4999\"", s)
+	}
+	if _, err := fmt.Sscanf(strings.TrimSpace(b), "%d", &hi); err != nil {
+		return 0, 0, fmt.Errorf("%q must look like \"4100-4999\"", s)
+	}
+	if lo < 1024 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("%q must lie within 1024-65535, low to high", s)
+	}
+	return lo, hi, nil
+}
 
 // StallTimeout is defaults.stall_timeout ("0s" turns stall reports off).
 func (c *Config) StallTimeout() time.Duration {
@@ -243,6 +299,55 @@ func (c *Config) mergeFile(path string) error {
 	}
 	if set("worktree.dir") {
 		c.Worktree.Dir = f.Worktree.Dir
+	}
+	if set("worktree.copy") {
+		for _, p := range f.Worktree.Copy {
+			if p == "" || filepath.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") {
+				return fmt.Errorf("config %s: worktree.copy: %q must be a path inside the repository", path, p)
+			}
+		}
+		c.Worktree.Copy = f.Worktree.Copy
+	}
+	if set("worktree.setup") {
+		for i, argv := range f.Worktree.Setup {
+			if len(argv) == 0 || argv[0] == "" {
+				return fmt.Errorf("config %s: worktree.setup[%d] is empty: each entry is a command and its arguments, e.g. [\"npm\", \"ci\"]", path, i)
+			}
+		}
+		c.Worktree.Setup = f.Worktree.Setup
+	}
+	if set("worktree.pool") {
+		if f.Worktree.Pool != 0 {
+			return fmt.Errorf("config %s: worktree.pool: the warm pool of worktrees is not available yet; remove the key (spawns create worktrees on demand)", path)
+		}
+		c.Worktree.Pool = f.Worktree.Pool
+	}
+	if set("ports.range") {
+		if _, _, err := ParsePortRange(f.Ports.Range); err != nil {
+			return fmt.Errorf("config %s: ports.range: %w", path, err)
+		}
+		c.Ports.Range = f.Ports.Range
+	}
+	if set("ports.per_agent") {
+		if f.Ports.PerAgent < 1 || f.Ports.PerAgent > 1000 {
+			return fmt.Errorf("config %s: ports.per_agent must be between 1 and 1000", path)
+		}
+		c.Ports.PerAgent = f.Ports.PerAgent
+	}
+	if set("database") {
+		switch f.Database.Kind {
+		case "postgres":
+			if f.Database.URL == "" {
+				return fmt.Errorf("config %s: database.url is required for kind = \"postgres\" (the template database, e.g. \"postgres://localhost/app_dev\")", path)
+			}
+		case "sqlite":
+			if f.Database.Path == "" || filepath.IsAbs(f.Database.Path) || strings.HasPrefix(f.Database.Path, "../") {
+				return fmt.Errorf("config %s: database.path is required for kind = \"sqlite\": the database file relative to the repository", path)
+			}
+		default:
+			return fmt.Errorf("config %s: database.kind must be \"postgres\" or \"sqlite\", not %q", path, f.Database.Kind)
+		}
+		c.Database = f.Database
 	}
 	for name, a := range f.Agents {
 		if err := validName(name); err != nil {

@@ -1,0 +1,270 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bgagents/bgagents/agents"
+	"github.com/bgagents/bgagents/internal/pgtest"
+	"github.com/bgagents/bgagents/internal/testenv"
+	"github.com/bgagents/bgagents/server"
+)
+
+func logText(t *testing.T, c *server.Client, id string) string {
+	t.Helper()
+	var b strings.Builder
+	from := int64(1)
+	for {
+		var lr server.LogResult
+		if err := c.Call(context.Background(), server.MethodLog, server.LogParams{ID: id, From: from}, &lr); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range lr.Events {
+			b.WriteString(ev.Text + "\n")
+		}
+		from = lr.Next
+		if !lr.More {
+			return b.String()
+		}
+	}
+}
+
+// An agent starts with its own port block, the gitignored files it needs
+// and its own copy of the SQLite database; discarding it frees the ports.
+func TestProvisionPortsFilesAndSQLite(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, `
+[ports]
+range = "47100-47199"
+per_agent = 5
+
+[database]
+kind = "sqlite"
+path = "db/dev.sqlite3"
+
+[worktree]
+copy = ["node_modules", ".env"]
+`)
+	// Ignored files of the main checkout.
+	if err := os.WriteFile(filepath.Join(repo.Dir, ".gitignore"), []byte("node_modules/\n.env\ndb/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Git(t, repo.Dir, "add", ".gitignore")
+	testenv.Git(t, repo.Dir, "commit", "-q", "-m", "ignore")
+	for path, body := range map[string]string{"node_modules/pkg/index.js": "module.exports = 1\n", ".env": "SECRET=1\n", "db/dev.sqlite3": "not really sqlite, but a file\n"} {
+		full := filepath.Join(repo.Dir, path)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := d.client(t)
+	a := wait(t, c, spawn(t, c, repo.Dir, "printenv PORT BGAGENTS_PORT_COUNT DATABASE_URL; append node_modules/pkg/index.js changed; write out.txt done").ID)
+	if a.State != agents.StateSucceeded {
+		t.Fatalf("state %s: %s", a.State, a.Error)
+	}
+	if a.Port < 47100 || a.Port+a.PortCount-1 > 47199 || a.PortCount != 5 || (a.Port-47100)%5 != 0 {
+		t.Fatalf("port block %d+%d", a.Port, a.PortCount)
+	}
+	dbCopy := filepath.Join(a.Worktree, "db/dev.sqlite3")
+	if a.DatabaseURL != "sqlite://"+dbCopy {
+		t.Errorf("databaseUrl %q", a.DatabaseURL)
+	}
+	log := logText(t, c, a.ID)
+	for _, want := range []string{fmt.Sprintf("PORT=%d", a.Port), "BGAGENTS_PORT_COUNT=5", "DATABASE_URL=sqlite://" + dbCopy} {
+		if !strings.Contains(log, want) {
+			t.Errorf("agent env lacks %s:\n%s", want, log)
+		}
+	}
+	for _, f := range []string{".env", "node_modules/pkg/index.js", "db/dev.sqlite3"} {
+		if _, err := os.Stat(filepath.Join(a.Worktree, f)); err != nil {
+			t.Errorf("%s not copied: %v", f, err)
+		}
+	}
+	// The agent wrote into its copy: the original is untouched.
+	if data, _ := os.ReadFile(filepath.Join(repo.Dir, "node_modules/pkg/index.js")); string(data) != "module.exports = 1\n" {
+		t.Errorf("the main checkout's node_modules changed: %q", data)
+	}
+	// Discard releases the block: the next agent may get it again.
+	if err := c.Call(context.Background(), server.MethodDiscard, server.DiscardParams{ID: a.ID, Force: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a.Worktree); !os.IsNotExist(err) {
+		t.Errorf("worktree (with its copies) still there: %v", err)
+	}
+	b := wait(t, c, spawn(t, c, repo.Dir, "write b.txt b").ID)
+	if b.Port == 0 {
+		t.Fatalf("second agent got no ports")
+	}
+}
+
+// Concurrent agents never share ports, and a port another process holds is
+// never handed out.
+func TestPortBlocksAreDisjointAndSkipBusyPorts(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "\n[ports]\nrange = \"47200-47799\"\nper_agent = 10\n")
+	cfg := filepath.Join(repo.Dir, ".bgagents.toml")
+	data, _ := os.ReadFile(cfg)
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(data), "max_concurrent = 4", "max_concurrent = 64", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Another program holds a port in the range.
+	ln, err := net.Listen("tcp", "127.0.0.1:47203")
+	if err != nil {
+		t.Skipf("port 47203 unavailable here: %v", err)
+	}
+	defer ln.Close()
+	c := d.client(t)
+	const n = 50
+	var wg sync.WaitGroup
+	ids := make([]string, n)
+	errs := make([]error, n)
+	gate := filepath.Join(t.TempDir(), "gate")
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var res server.AgentResult
+			errs[i] = c.Call(context.Background(), server.MethodSpawn, server.SpawnParams{Task: "waitfile " + gate + "; write x.txt x", Repo: repo.Dir}, &res)
+			if errs[i] == nil {
+				ids[i] = res.Agent.ID
+			}
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := map[int]string{}
+	for _, id := range ids {
+		var a *agents.Agent
+		testenv.Eventually(t, 60*time.Second, "ports for "+id, func() bool { a = get(t, c, id); return a.Port > 0 || !a.State.Active() })
+		if a.Port == 0 {
+			t.Fatalf("%s: %s %s", a.Name, a.State, a.Error)
+		}
+		for p := a.Port; p < a.Port+a.PortCount; p++ {
+			if other, ok := used[p]; ok {
+				t.Fatalf("port %d given to %s and %s", p, other, a.Name)
+			}
+			used[p] = a.Name
+			if p == 47203 {
+				t.Fatalf("%s got port 47203, which another process holds", a.Name)
+			}
+		}
+	}
+	writeFile(t, gate)
+	for _, id := range ids {
+		wait(t, c, id)
+	}
+}
+
+// A failing setup command fails the agent with its output in the log and
+// leaves nothing behind: no worktree, no branch, no port lease.
+func TestSetupFailureReleasesEverything(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[ports]\nrange = \"47800-47899\"\n\n[worktree]\nsetup = [[%q, \"err dependency resolution failed; exit 7\"]]\n", testenv.TestAgent(t)))
+	c := d.client(t)
+	a := wait(t, c, spawn(t, c, repo.Dir, "write never.txt x").ID)
+	if a.State != agents.StateFailed || !strings.Contains(a.Error, "setup") {
+		t.Fatalf("state %s error %q", a.State, a.Error)
+	}
+	if log := logText(t, c, a.ID); !strings.Contains(log, "dependency resolution failed") {
+		t.Errorf("setup output not in the log:\n%s", log)
+	}
+	if _, err := os.Stat(a.Worktree); !os.IsNotExist(err) {
+		t.Errorf("worktree left behind: %v", err)
+	}
+	if out := testenv.Git(t, repo.Dir, "branch", "--list", a.Branch); out != "" {
+		t.Errorf("branch left behind")
+	}
+	// The port block was released: a new agent can take the same one.
+	b := spawn(t, c, repo.Dir, "write b.txt b")
+	b = wait(t, c, b.ID)
+	if b.State != agents.StateFailed {
+		t.Fatalf("second agent %s", b.State)
+	}
+}
+
+// A copy source that does not exist is a clear error and nothing is left.
+func TestMissingCopySourceIsAClearError(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "\n[worktree]\ncopy = [\"node_modules\"]\n")
+	c := d.client(t)
+	a := wait(t, c, spawn(t, c, repo.Dir, "write x.txt x").ID)
+	if a.State != agents.StateFailed || !strings.Contains(a.Error, "node_modules") {
+		t.Fatalf("state %s error %q", a.State, a.Error)
+	}
+	if _, err := os.Stat(a.Worktree); !os.IsNotExist(err) {
+		t.Errorf("worktree left behind: %v", err)
+	}
+}
+
+// Each agent works on its own copy of the Postgres dev database: seeded
+// data is there, its writes never reach the original, and the copy is
+// dropped when the agent is discarded. A real private PostgreSQL cluster.
+func TestPostgresCopyPerAgent(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Exec(t, "postgres", `CREATE DATABASE app_dev`)
+	pg.Exec(t, "app_dev", `CREATE TABLE users (name text)`)
+	pg.Exec(t, "app_dev", `INSERT INTO users VALUES ('seeded')`)
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[database]\nkind = \"postgres\"\nurl = %q\n", pg.URL("app_dev")))
+	c := d.client(t)
+	gate := filepath.Join(t.TempDir(), "gate")
+	a := spawn(t, c, repo.Dir, "printenv DATABASE_URL; waitfile "+gate+"; write x.txt x")
+	waitNote(t, c, 30*time.Second, "running", agentChanged(a.ID, agents.StateRunning))
+	a = get(t, c, a.ID)
+	if !strings.Contains(a.DatabaseURL, "/app_dev_"+strings.ReplaceAll(a.Name, "-", "_")) {
+		t.Fatalf("databaseUrl %q", a.DatabaseURL)
+	}
+	ctx := testenv.Context(t, 60*time.Second)
+	conn, err := pgx.Connect(ctx, a.DatabaseURL)
+	if err != nil {
+		t.Fatalf("connect to the agent's copy: %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM users WHERE name = 'seeded'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("seeded row in the copy: %d %v", n, err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO users VALUES ('agent')`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	orig := pg.Connect(t, "app_dev")
+	if err := orig.QueryRow(ctx, `SELECT count(*) FROM users WHERE name = 'agent'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the agent's write reached the original: %d %v", n, err)
+	}
+	// While the developer is connected to the template, a new copy fails
+	// with the remedy, and nothing is left behind.
+	busy := spawn(t, c, repo.Dir, "write y.txt y")
+	busy = wait(t, c, busy.ID)
+	if busy.State != agents.StateFailed || !strings.Contains(busy.Error, "connected") {
+		t.Fatalf("busy template: %s %q", busy.State, busy.Error)
+	}
+	if _, err := os.Stat(busy.Worktree); !os.IsNotExist(err) {
+		t.Error("worktree left behind after the database copy failed")
+	}
+	orig.Close(ctx)
+	writeFile(t, gate)
+	wait(t, c, a.ID)
+	if err := c.Call(ctx, server.MethodDiscard, server.DiscardParams{ID: a.ID, Force: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	admin := pg.Connect(t, "postgres")
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_database WHERE datname LIKE 'app_dev_%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d agent databases left after discard (%v)", n, err)
+	}
+}
