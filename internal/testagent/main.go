@@ -11,6 +11,7 @@
 //	fork PIDFILE         start a child that ignores SIGTERM and hangs; write its pid
 //	pidfile PATH         write this process's pid to PATH
 //	argv PATH            write this process's arguments, one a line, to PATH
+//	printenv NAME...     print NAME=value for each variable
 //	stamp PATH           write the current time (Unix nanoseconds) to PATH
 //	waitfile PATH        block until PATH exists
 //	hang                 block forever
@@ -76,6 +77,10 @@ func main() {
 			must(writeAtomic(f[1], []byte(strconv.Itoa(cmd.Process.Pid))))
 		case "stamp":
 			must(writeAtomic(f[1], []byte(strconv.FormatInt(time.Now().UnixNano(), 10))))
+		case "printenv":
+			for _, k := range f[1:] {
+				fmt.Printf("%s=%s\n", k, os.Getenv(k))
+			}
 		case "argv":
 			must(writeAtomic(f[1], []byte(strings.Join(os.Args, "\n"))))
 		case "pidfile":
