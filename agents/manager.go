@@ -77,6 +77,8 @@ type Manager struct {
 	// serialises port allocation with its lease
 	portMu sync.Mutex
 
+	pool warmPool
+
 	// guards every agent's event log: appends and the publishing of the
 	// appended events happen under it, so a follower that reads the log and
 	// subscribes under it sees every event exactly once.
@@ -179,6 +181,7 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 		ctx: mctx, stop: stop,
 		runs: map[string]*run{}, repos: map[string]*repoState{}, reserved: map[string]bool{},
 		agentLocks: map[string]*sync.Mutex{},
+		pool:       warmPool{entries: map[string][]*poolEntry{}, filling: map[string]bool{}, loaded: map[string]bool{}},
 	}
 	m.wg.Add(1)
 	go m.dispatchWatch()
@@ -498,6 +501,7 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 	m.publishAgent(a)
 	m.log.Info("spawned", zap.String("id", a.ID), zap.String("name", name), zap.String("repo", repo))
 	m.schedule(repo)
+	m.fillPool(repo)
 	return a.Clone(), nil
 }
 
@@ -626,23 +630,11 @@ func (m *Manager) provision(r *run) {
 		m.endRun(r)
 	}
 	progress := func(msg string) {
+		m.appendOnce(r.id, Event{Time: time.Now().UTC(), Kind: providers.KindProgress, Text: msg})
 		m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: msg}})
 	}
-	progress("creating worktree " + a.Worktree)
 	if err := os.MkdirAll(filepath.Dir(a.Worktree), 0o755); err != nil {
 		fail("create worktree directory", err)
-		return
-	}
-	rs := m.repo(a.Repo)
-	rs.git.Lock()
-	err = worktree.Create(ctx, a.Repo, a.Worktree, a.Branch, a.BaseCommit)
-	rs.git.Unlock()
-	if err != nil {
-		fail("create worktree", err)
-		return
-	}
-	if m.cancelRequested(r) {
-		fail("start", context.Canceled)
 		return
 	}
 	cfg, err := config.Load(a.Repo)
@@ -650,7 +642,26 @@ func (m *Manager) provision(r *run) {
 		fail("load config", err)
 		return
 	}
-	if stage, err := m.prepare(ctx, r, a, cfg, progress); err != nil {
+	warm := m.claimPooled(ctx, a, cfg)
+	if warm {
+		progress("took a ready worktree from the pool")
+		m.fillPool(a.Repo)
+	} else {
+		progress("creating worktree " + a.Worktree)
+		rs := m.repo(a.Repo)
+		rs.git.Lock()
+		err = worktree.Create(ctx, a.Repo, a.Worktree, a.Branch, a.BaseCommit)
+		rs.git.Unlock()
+		if err != nil {
+			fail("create worktree", err)
+			return
+		}
+	}
+	if m.cancelRequested(r) {
+		fail("start", context.Canceled)
+		return
+	}
+	if stage, err := m.prepare(ctx, r, a, cfg, warm, progress); err != nil {
 		if stage == "setup" {
 			m.drainSetupOutput(r)
 		}

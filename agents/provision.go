@@ -19,7 +19,10 @@ import (
 // starts: its block of ports, copies of the gitignored files, its own copy
 // of the database and the setup commands. What it made is recorded on the
 // agent as it goes, so releaseResources can undo it after any failure.
-func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Config, progress func(string)) (string, error) {
+//
+// warm is set for a worktree claimed from the pool: its copies and setup
+// are already done.
+func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Config, warm bool, progress func(string)) (string, error) {
 	if cfg.Ports.Range != "" {
 		progress("leasing ports")
 		start, count, err := m.leasePorts(ctx, a, cfg)
@@ -29,12 +32,14 @@ func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Con
 		m.update(a.ID, func(rec *Agent) { rec.Port, rec.PortCount = start, count })
 		a.Port, a.PortCount = start, count
 	}
-	paths := append([]string{}, cfg.Worktree.Copy...)
-	include, err := provision.ReadWorktreeInclude(a.Repo)
-	if err != nil {
-		return "copy files", err
+	var paths []string
+	if !warm {
+		include, err := provision.ReadWorktreeInclude(a.Repo)
+		if err != nil {
+			return "copy files", err
+		}
+		paths = append(append(paths, cfg.Worktree.Copy...), include...)
 	}
-	paths = append(paths, include...)
 	if len(paths) > 0 {
 		progress("copying " + strings.Join(paths, ", "))
 		skipped, err := provision.CopyIgnored(ctx, a.Repo, a.Worktree, paths)
@@ -76,7 +81,7 @@ func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Con
 		m.update(a.ID, func(rec *Agent) { rec.DatabaseURL = u })
 		a.DatabaseURL = u
 	}
-	if n := len(cfg.Worktree.Setup); n > 0 {
+	if n := len(cfg.Worktree.Setup); n > 0 && !warm {
 		out, err := os.OpenFile(filepath.Join(r.dir, stdoutFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			return "setup", fmt.Errorf("setup output: %w", err)

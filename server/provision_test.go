@@ -268,3 +268,59 @@ func TestPostgresCopyPerAgent(t *testing.T) {
 		t.Fatalf("%d agent databases left after discard (%v)", n, err)
 	}
 }
+
+// With [worktree] pool, spawns after the first take a ready worktree: the
+// copies and setup are done, the branch and directory are the agent's,
+// and the files are at the agent's base even when the base moved.
+func TestWarmPoolClaimsAReadyWorktree(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\npool = 1\ncopy = [\".env\"]\nsetup = [[%q, \"write setup-ran.txt yes\"]]\n", testenv.TestAgent(t)))
+	if err := os.WriteFile(filepath.Join(repo.Dir, ".gitignore"), []byte(".env\nsetup-ran.txt\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(repo.Dir, ".env"), []byte("A=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Git(t, repo.Dir, "add", ".gitignore")
+	testenv.Git(t, repo.Dir, "commit", "-q", "-m", "ignore")
+	c := d.client(t)
+	first := wait(t, c, spawn(t, c, repo.Dir, "write one.txt 1").ID)
+	if first.State != agents.StateSucceeded {
+		t.Fatalf("first: %s %s", first.State, first.Error)
+	}
+
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
+		return len(ents) == 1
+	})
+	// The base moves after the pool entry was made.
+	if err := os.WriteFile(filepath.Join(repo.Dir, "moved.txt"), []byte("new\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Git(t, repo.Dir, "add", "moved.txt")
+	testenv.Git(t, repo.Dir, "commit", "-q", "-m", "base moves")
+	second := wait(t, c, spawn(t, c, repo.Dir, "write two.txt 2").ID)
+	if second.State != agents.StateSucceeded {
+		t.Fatalf("second: %s %s", second.State, second.Error)
+	}
+	if log := logText(t, c, second.ID); !strings.Contains(log, "took a ready worktree from the pool") {
+		t.Fatalf("second agent did not use the pool:\n%s", log)
+	}
+	for _, f := range []string{".env", "setup-ran.txt", "moved.txt", "two.txt"} {
+		if _, err := os.Stat(filepath.Join(second.Worktree, f)); err != nil {
+			t.Errorf("%s missing in the claimed worktree: %v", f, err)
+		}
+	}
+	if got := testenv.Git(t, repo.Dir, "rev-parse", second.Branch+"~1"); got != testenv.Git(t, repo.Dir, "rev-parse", "main") {
+		t.Errorf("the agent's commit is not on the current base")
+	}
+	if head := testenv.Git(t, second.Worktree, "rev-parse", "--abbrev-ref", "HEAD"); head != second.Branch {
+		t.Errorf("claimed worktree is on %s, want %s", head, second.Branch)
+	}
+	// The pool refills, and no pool branch is left behind after discard.
+	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
+		return len(ents) == 1
+	})
+
+}

@@ -64,12 +64,14 @@ const (
 	KindStall Kind = "stall"
 	// KindMessage is a follow-up message the user sent the agent.
 	KindMessage Kind = "message"
+	// KindProgress is a step of preparing the agent's worktree.
+	KindProgress Kind = "progress"
 )
 
 // AllKinds lists every event kind.
 var AllKinds = []Kind{
 	KindOutput, KindState, KindSession, KindText, KindToolCall, KindToolResult,
-	KindUsage, KindQuestion, KindResult, KindRaw, KindStall, KindMessage,
+	KindUsage, KindQuestion, KindResult, KindRaw, KindStall, KindMessage, KindProgress,
 }
 
 // Event is one normalised thing an agent did. Seq numbers are per agent,

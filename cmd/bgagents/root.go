@@ -549,6 +549,8 @@ func renderEvent(ev agents.Event) string {
 		return fmt.Sprintf("%s ✔ %s", ts, ev.Text)
 	case providers.KindStall:
 		return fmt.Sprintf("%s … %s", ts, ev.Text)
+	case providers.KindProgress:
+		return fmt.Sprintf("%s … %s", ts, ev.Text)
 	case providers.KindMessage:
 		return fmt.Sprintf("%s ✉ you: %s", ts, ev.Text)
 	case providers.KindSession:

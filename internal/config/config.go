@@ -317,8 +317,8 @@ func (c *Config) mergeFile(path string) error {
 		c.Worktree.Setup = f.Worktree.Setup
 	}
 	if set("worktree.pool") {
-		if f.Worktree.Pool != 0 {
-			return fmt.Errorf("config %s: worktree.pool: the warm pool of worktrees is not available yet; remove the key (spawns create worktrees on demand)", path)
+		if f.Worktree.Pool < 0 || f.Worktree.Pool > 16 {
+			return fmt.Errorf("config %s: worktree.pool must be between 0 and 16", path)
 		}
 		c.Worktree.Pool = f.Worktree.Pool
 	}

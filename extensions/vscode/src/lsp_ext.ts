@@ -30,7 +30,8 @@ export type EventKind =
   | "result"
   | "raw"
   | "stall"
-  | "message";
+  | "message"
+  | "progress";
 
 export interface Agent {
   id: string;
@@ -64,6 +65,9 @@ export interface Agent {
   runs?: number;
   questions?: Question[] | null;
   stalledSince?: string | null;
+  port?: number;
+  portCount?: number;
+  databaseUrl?: string;
   cleaned?: boolean;
   head?: string;
   shimPid?: number;

@@ -25,6 +25,7 @@
 ---| "raw"
 ---| "stall"
 ---| "message"
+---| "progress"
 
 ---@class bgagents.Agent
 ---@field id string
@@ -58,6 +59,9 @@
 ---@field runs? integer
 ---@field questions? bgagents.Question[]|nil
 ---@field stalledSince? string|nil
+---@field port? integer
+---@field portCount? integer
+---@field databaseUrl? string
 ---@field cleaned? boolean
 ---@field head? string
 ---@field shimPid? integer
