@@ -790,7 +790,8 @@ func zombie(pid int) bool {
 }
 
 func lspCmd() *cobra.Command {
-	return &cobra.Command{
+	var stdio bool
+	c := &cobra.Command{
 		Use:   "lsp",
 		Short: "Speak LSP on stdin/stdout to the daemon (what editors start)",
 		Args:  cobra.NoArgs,
@@ -814,6 +815,10 @@ func lspCmd() *cobra.Command {
 			return server.Forward(ctx, os.Stdin, os.Stdout, conn)
 		},
 	}
+	// LSP clients add --stdio when they pick the stdio transport; stdio is
+	// the only one there is.
+	c.Flags().BoolVar(&stdio, "stdio", true, "speak LSP on stdin/stdout (the default and only transport)")
+	return c
 }
 
 func versionCmd() *cobra.Command {

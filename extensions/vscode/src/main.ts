@@ -1,0 +1,52 @@
+// Entry point: builds the context, registers the command table, connects.
+
+import * as vscode from "vscode";
+
+import * as commands from "./commands";
+import { Ctx } from "./ctx";
+import type { Agent } from "./lsp_ext";
+
+/** What activate() returns: for tests and other extensions. */
+export interface Api {
+    readonly ctx: Ctx;
+    /** Every agent this window knows, in scope or not. */
+    agents(): Agent[];
+}
+
+let ctx: Ctx | undefined;
+
+export async function activate(context: vscode.ExtensionContext): Promise<Api> {
+    const c = new Ctx(context);
+    ctx = c;
+    context.subscriptions.push(c);
+    for (const [name, factory] of Object.entries(allCommands())) {
+        context.subscriptions.push(vscode.commands.registerCommand(`bgagents.${name}`, commands.reporting(c, name, factory(c))));
+    }
+    // Connecting must not hold up activation: the view says "connecting…" meanwhile.
+    void c.start().catch((e: unknown) => c.output.error(`start: ${String(e)}`));
+    return { ctx: c, agents: () => c.store.all() };
+}
+
+export async function deactivate(): Promise<void> {
+    await ctx?.stop();
+    ctx = undefined;
+}
+
+/** The command table: `bgagents.<name>` for each entry. */
+function allCommands(): Record<string, (ctx: Ctx) => commands.Cmd> {
+    return {
+        spawn: commands.spawn,
+        sendSelection: commands.sendSelection,
+        openWorktree: commands.openWorktree,
+        showDiff: commands.showDiff,
+        openFileDiff: commands.openFileDiff,
+        showLog: commands.showLog,
+        followUp: commands.followUp,
+        cancel: commands.cancel,
+        merge: commands.merge,
+        discard: commands.discard,
+        refresh: commands.refresh,
+        restart: commands.restart,
+        showServerOutput: commands.showServerOutput,
+    };
+}

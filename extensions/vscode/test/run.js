@@ -1,0 +1,464 @@
+// Runs the extension in a real VS Code: code-server (VS Code's server build)
+// headless, driven through Debian's Chromium with playwright-core.
+//
+//   1. UI tests: the .vsix installed into a fresh profile; a user's actions
+//      (palette, sidebar, notifications, dialogs, diff editor, lightbulb)
+//      asserted on the DOM, with screenshots.
+//   2. Extension-host tests (test/exthost/index.ts): the extension loaded
+//      from its source folder through the URL payload
+//      (extensionDevelopmentPath + extensionTestsPath).
+//
+// vscode_test.go prepares the repositories and the daemon's home and runs
+// this with Node 24; run it through `go test ./extensions/vscode/`.
+// Every wait has a deadline and waits on DOM state or an event, never on a
+// fixed sleep. Prints "ok"/"FAIL" lines and "N passed, N failed".
+//
+// Environment:
+//   BGAGENTS_VSCODE_DIR   .cache/vscode (code-server, playwright-core)
+//   BGAGENTS_TEST_VSIX    the .vsix to install
+//   BGAGENTS_TEST_EXT     the extension's source folder (built: dist/, out/)
+//   BGAGENTS_TEST_BIN     the bgagents binary
+//   BGAGENTS_TEST_UI_REPO, BGAGENTS_TEST_REPO   repositories for the UI and extension-host tests
+//   BGAGENTS_TEST_GATES   folder of files the test agent and git hook wait on
+//   BGAGENTS_TEST_WORK    scratch folder for profiles, logs and screenshots
+//   BGAGENTS_HOME         the daemon's state (shared by the extension and the CLI)
+//   BGAGENTS_TEST_ONLY    "ui" or "exthost" to run one part
+"use strict";
+
+const { spawn, execFile, execFileSync } = require("node:child_process");
+const fs = require("node:fs");
+const net = require("node:net");
+const path = require("node:path");
+
+const env = (name) => {
+    const v = process.env[name];
+    if (!v) throw new Error(`${name} is not set`);
+    return v;
+};
+const CACHE = env("BGAGENTS_VSCODE_DIR");
+const VSIX = env("BGAGENTS_TEST_VSIX");
+const EXT = env("BGAGENTS_TEST_EXT");
+const BIN = env("BGAGENTS_TEST_BIN");
+const UI_REPO = env("BGAGENTS_TEST_UI_REPO");
+const EXT_REPO = env("BGAGENTS_TEST_REPO");
+const GATES = env("BGAGENTS_TEST_GATES");
+const WORK = env("BGAGENTS_TEST_WORK");
+const ONLY = process.env.BGAGENTS_TEST_ONLY || "";
+const SHOTS = path.join(WORK, "screenshots");
+const CODE_SERVER = path.join(CACHE, "code-server/node_modules/.bin/code-server");
+const { chromium } = require(path.join(CACHE, "playwright/node_modules/playwright-core"));
+
+let passed = 0;
+let failed = 0;
+/** The page a failing check screenshots. */
+let currentPage;
+const t0 = Date.now();
+const log = (...a) => console.log(...a);
+
+/** Runs one check; a failure is reported and later checks still run (they may fail as a consequence). */
+async function check(name, fn) {
+    const t = Date.now();
+    try {
+        await fn();
+        passed++;
+        log(`ok   ${name} (${Date.now() - t} ms)`);
+        return true;
+    } catch (e) {
+        failed++;
+        log(`FAIL ${name}: ${String((e && e.stack) || e).split("\n").slice(0, 4).join("\n     ")}`);
+        if (currentPage) {
+            const file = path.join(WORK, `failure-${failed}.png`);
+            await currentPage.screenshot({ path: file }).then(() => log(`     screenshot: ${file}`), () => {});
+        }
+        return false;
+    }
+}
+
+/** Polls a cheap local condition (a file on disk) with a deadline. */
+async function until(what, ms, pred) {
+    const end = Date.now() + ms;
+    for (;;) {
+        if (await pred()) return;
+        if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+    }
+}
+
+// ---- processes -------------------------------------------------------------
+
+const groups = new Set(); // process group ids we started (code-server instances)
+
+function killGroup(pgid, signal) {
+    try {
+        process.kill(-pgid, signal);
+    } catch {
+        /* gone */
+    }
+}
+
+async function stopGroup(child) {
+    if (!groups.has(child.pid)) return;
+    killGroup(child.pid, "SIGTERM");
+    const exited = new Promise((r) => child.once("exit", r));
+    const timeout = new Promise((r) => setTimeout(r, 5000));
+    await Promise.race([child.exitCode !== null ? Promise.resolve() : exited, timeout]);
+    killGroup(child.pid, "SIGKILL"); // the extension host and other children
+    groups.delete(child.pid);
+}
+
+for (const sig of ["SIGINT", "SIGTERM"]) {
+    process.on(sig, () => {
+        for (const g of groups) killGroup(g, "SIGKILL");
+        process.exit(2);
+    });
+}
+
+function freePort() {
+    return new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.on("error", reject);
+        s.listen(0, "127.0.0.1", () => {
+            const { port } = s.address();
+            s.close(() => resolve(port));
+        });
+    });
+}
+
+/** A fresh VS Code profile: user settings, extensions folder, HOME, TMPDIR. */
+function profile(name) {
+    const dir = path.join(WORK, name);
+    for (const d of ["ud/User", "ext", "home", "tmp"]) fs.mkdirSync(path.join(dir, d), { recursive: true });
+    const settings = {
+        "workbench.startupEditor": "none",
+        "chat.disableAIFeatures": true,
+        "workbench.secondarySideBar.defaultVisibility": "hidden",
+        "workbench.tips.enabled": false,
+        "extensions.ignoreRecommendations": true,
+        "telemetry.telemetryLevel": "off",
+        "security.workspace.trust.enabled": false,
+        "update.mode": "none",
+        "workbench.reduceMotion": "on",
+        "git.enabled": false,
+        "git.openRepositoryInParentFolders": "never",
+        "editor.minimap.enabled": false,
+        "window.commandCenter": false,
+        "workbench.layoutControl.enabled": false,
+        "diffEditor.renderSideBySide": true,
+        "diffEditor.hideUnchangedRegions.enabled": false,
+        "diffEditor.useInlineViewWhenSpaceIsLimited": false,
+        "bgagents.path": BIN,
+    };
+    fs.writeFileSync(path.join(dir, "ud/User/settings.json"), JSON.stringify(settings, null, 2));
+    fs.writeFileSync(path.join(dir, "config.yaml"), "auth: none\n");
+    const childEnv = {
+        ...process.env,
+        HOME: path.join(dir, "home"),
+        XDG_CONFIG_HOME: path.join(dir, "home/.config"),
+        XDG_DATA_HOME: path.join(dir, "home/.local/share"),
+        XDG_CACHE_HOME: path.join(dir, "home/.cache"),
+        TMPDIR: path.join(dir, "tmp"),
+        XDG_RUNTIME_DIR: path.join(dir, "tmp"),
+    };
+    const args = ["--config", path.join(dir, "config.yaml"), "--user-data-dir", path.join(dir, "ud"), "--extensions-dir", path.join(dir, "ext")];
+    return { dir, env: childEnv, args };
+}
+
+function run(cmd, args, opts) {
+    return new Promise((resolve, reject) => {
+        execFile(cmd, args, { ...opts, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+            if (err) reject(new Error(`${path.basename(cmd)} ${args.join(" ")}: ${err.message}\n${stdout}${stderr}`));
+            else resolve(stdout);
+        });
+    });
+}
+
+async function startCodeServer(p, name, folder, extra) {
+    const port = await freePort();
+    const logFile = path.join(p.dir, `${name}.log`);
+    const out = fs.openSync(logFile, "a");
+    const child = spawn(
+        CODE_SERVER,
+        [
+            ...p.args,
+            "--bind-addr", `127.0.0.1:${port}`,
+            "--auth", "none",
+            "--disable-telemetry",
+            "--disable-update-check",
+            "--disable-workspace-trust",
+            "--disable-getting-started-override",
+            "--reconnection-grace-time", "5",
+            ...extra,
+            folder,
+        ],
+        { env: p.env, stdio: ["ignore", out, out], detached: true },
+    );
+    groups.add(child.pid);
+    fs.closeSync(out);
+    const base = `http://127.0.0.1:${port}`;
+    await until(`${name} to answer on ${base}/healthz`, 30_000, async () => {
+        if (child.exitCode !== null) throw new Error(`code-server exited with ${child.exitCode}; see ${logFile}:\n${fs.readFileSync(logFile, "utf8").slice(-2000)}`);
+        try {
+            return (await fetch(`${base}/healthz`)).ok;
+        } catch {
+            return false;
+        }
+    });
+    return { child, base, logFile };
+}
+
+async function browser(name) {
+    const dir = path.join(WORK, `chromium-${name}`);
+    const ctx = await chromium.launchPersistentContext(dir, {
+        executablePath: "/usr/bin/chromium",
+        headless: true,
+        args: [
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        ],
+        viewport: { width: 1440, height: 900 },
+    });
+    return ctx;
+}
+
+// ---- UI tests ----------------------------------------------------------------
+
+async function uiTests() {
+    const p = profile("ui");
+    await check("the .vsix installs into code-server", async () => {
+        const out = await run(CODE_SERVER, [...p.args, "--install-extension", VSIX, "--force"], { env: p.env });
+        if (!/was successfully installed/.test(out)) throw new Error(out);
+    });
+    const cs = await startCodeServer(p, "code-server-ui", UI_REPO, []);
+    const ctx = await browser("ui");
+    const page = ctx.pages()[0] || (await ctx.newPage());
+    currentPage = page;
+    const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+
+    const toast = (text) => page.locator(".notifications-toasts .notification-toast", { hasText: text });
+    const view = page.locator(".pane", { has: page.locator(".pane-header", { hasText: "Agents" }) });
+    const row = (name) => view.locator(`.monaco-list-row[aria-label^="${name}, "]`);
+    const dialog = page.locator(".monaco-dialog-box");
+
+    async function palette(command) {
+        await page.keyboard.press("F1");
+        const input = page.locator(".quick-input-widget input");
+        await input.waitFor({ state: "visible", timeout: 10_000 });
+        await input.fill(`>${command}`);
+        await page.locator(".quick-input-list .monaco-list-row", { hasText: command }).first().waitFor({ timeout: 10_000 });
+        await page.keyboard.press("Enter");
+    }
+    /** Answers the input box or quick pick whose title contains step (an empty answer takes the first item). */
+    async function answer(step, text) {
+        const title = page.locator(".quick-input-widget .quick-input-title", { hasText: step });
+        await title.waitFor({ state: "visible", timeout: 10_000 });
+        if (text !== undefined) await page.locator(".quick-input-widget input").first().fill(text);
+        await page.keyboard.press("Enter");
+        await title.waitFor({ state: "hidden", timeout: 10_000 });
+    }
+    async function contextMenu(name, item) {
+        await row(name).click({ button: "right" });
+        const menu = page.locator(".context-view .monaco-menu");
+        const entry = menu.locator(".action-item", { hasText: item }).first();
+        await entry.waitFor({ timeout: 10_000 });
+        // A menu ignores a click that comes right after it opened (the release
+        // of the right button must not pick an item): click until it closes.
+        for (let i = 0; ; i++) {
+            await entry.click();
+            try {
+                await menu.waitFor({ state: "hidden", timeout: 1000 });
+                return;
+            } catch (e) {
+                if (i === 4) throw e;
+            }
+        }
+    }
+    async function dialogButton(text, button) {
+        const box = dialog.filter({ hasText: text });
+        await box.waitFor({ state: "visible", timeout: 10_000 });
+        await box.locator(".dialog-buttons .monaco-button", { hasText: button }).first().click();
+        await box.waitFor({ state: "hidden", timeout: 10_000 });
+    }
+    const agentDir = (name) => path.join(path.dirname(UI_REPO), `${path.basename(UI_REPO)}.worktrees`, name);
+
+    try {
+        await check("the workbench loads the repository", async () => {
+            await page.goto(`${cs.base}/?folder=${encodeURIComponent(UI_REPO)}`);
+            await page.locator(".monaco-workbench .part.activitybar").waitFor({ timeout: 60_000 });
+            await page.locator(".explorer-folders-view .monaco-list-row").first().waitFor({ timeout: 60_000 });
+        });
+
+        await check('the activity bar opens "Background Agents", connected to the daemon', async () => {
+            await page.locator('.part.activitybar .action-item [aria-label^="Background Agents"], .part.activitybar .action-item[aria-label^="Background Agents"]').first().click({ timeout: 20_000 });
+            await view.locator(".welcome-view-content", { hasText: "No background agents" }).waitFor({ timeout: 30_000 });
+            // A wider sidebar, so that descriptions (branch, age, diffstat) show in full.
+            const editorLeft = (await page.locator(".part.editor").boundingBox()).x;
+            for (const sash of await page.locator(".monaco-sash.vertical").all()) {
+                const box = await sash.boundingBox();
+                if (!box || box.height < 400 || Math.abs(box.x + box.width / 2 - editorLeft) > 10) continue;
+                const y = box.y + box.height / 2;
+                await page.mouse.move(box.x + box.width / 2, y);
+                await page.mouse.down();
+                await page.mouse.move(box.x + 150, y, { steps: 5 });
+                await page.mouse.move(box.x + 280, y, { steps: 5 });
+                await page.mouse.up();
+                await page.mouse.move(box.x + 800, y);
+                break;
+            }
+            await page.locator(".statusbar-item", { has: page.locator(".codicon-robot") }).waitFor({ timeout: 10_000 });
+        });
+
+        // Worktree creation waits (in a post-checkout hook) until the test has seen the progress.
+        fs.writeFileSync(path.join(GATES, "progress.armed"), "");
+        const name = "fix-add-in-calc-go";
+        await check("spawn from the palette: task, agent and model, then a progress notification while the worktree is prepared", async () => {
+            await palette("Background Agents: Spawn Agent…");
+            await answer("(1/3): task", "Fix add in calc.go");
+            await answer("(2/3): agent");
+            await answer("(3/3): model");
+            await toast(`bgagents: preparing ${name}`).waitFor({ timeout: 15_000 });
+            await row(name).waitFor({ timeout: 10_000 });
+            await view.locator(`.monaco-list-row[aria-label^="${name}, provisioning"]`).waitFor({ timeout: 10_000 });
+            await shot("vscode-progress");
+        });
+        fs.writeFileSync(path.join(GATES, "progress"), "");
+
+        await check("the agent finishes: the sidebar shows it, a notification offers Show Diff, Open Worktree, Merge", async () => {
+            const t = toast(`Agent ${name} finished`);
+            await t.waitFor({ timeout: 30_000 });
+            for (const b of ["Show Diff", "Open Worktree", "Merge"]) await t.locator(".monaco-button", { hasText: b }).waitFor({ timeout: 2000 });
+            await view.locator(`.monaco-list-row[aria-label^="${name}, succeeded"]`).waitFor({ timeout: 5000 });
+            // The progress notification closed when the agent started.
+            await toast(`bgagents: preparing ${name}`).waitFor({ state: "hidden", timeout: 10_000 });
+            const text = await row(name).innerText();
+            if (!/bgagents\/fix-add-in-calc-go · \w+ · 2 files \+2 −1/.test(text)) throw new Error(`row text: ${JSON.stringify(text)}`);
+            await page.locator(".statusbar-item", { has: page.locator(".codicon-robot") }).waitFor({ timeout: 5000 });
+            await shot("vscode-notification");
+        });
+
+        await check("Show Diff opens a diff editor with the change against the base", async () => {
+            await toast(`Agent ${name} finished`).locator(".monaco-button", { hasText: "Show Diff" }).click();
+            const editor = page.locator(".monaco-diff-editor", { hasText: "return a + b" }).first();
+            await editor.waitFor({ timeout: 20_000 });
+            await page.locator(".monaco-diff-editor", { hasText: "return a - b" }).first().waitFor({ timeout: 5000 });
+            await page.locator(".monaco-diff-editor .char-insert, .monaco-diff-editor .line-insert").first().waitFor({ state: "attached", timeout: 10_000 });
+            await shot("vscode-diff");
+        });
+
+        await check("an agent spawned by another client (the CLI) appears in the sidebar", async () => {
+            await run(BIN, ["spawn", "--name", "from-cli", "Write usage notes from the command line"], { cwd: UI_REPO });
+            await view.locator('.monaco-list-row[aria-label^="from-cli, succeeded"]').waitFor({ timeout: 30_000 });
+            // Show the first agent's changed files too.
+            await row(name).locator(".monaco-tl-twistie").click();
+            await view.locator('.monaco-list-row[aria-label^="calc.go"], .monaco-list-row:has-text("calc.go")').first().waitFor({ timeout: 10_000 });
+            await page.mouse.move(700, 500);
+            await shot("vscode-sidebar");
+        });
+
+        await check("Show Log (context menu) shows the agent's activity in an output channel", async () => {
+            await contextMenu("from-cli", "Show Log");
+            await page.locator(".part.panel .view-lines", { hasText: "working on: Write usage notes from the command line" }).waitFor({ timeout: 15_000 });
+            await page.locator(".part.panel .view-lines", { hasText: "succeeded — agent exited 0" }).waitFor({ timeout: 15_000 });
+            await shot("log");
+        });
+
+        await check("Open Worktree in New Window (inline button) opens the worktree as a folder in a new window", async () => {
+            await row("from-cli").hover();
+            const button = row("from-cli").locator('.action-label[aria-label="Open Worktree in New Window"]');
+            const opened = ctx.waitForEvent("page", { timeout: 15_000 });
+            await button.click();
+            const win = await opened;
+            await win.waitForURL(/folder=/, { timeout: 15_000 });
+            const folder = new URL(win.url()).searchParams.get("folder");
+            if (folder !== agentDir("from-cli")) throw new Error(`new window opened ${folder}`);
+            await win.close();
+        });
+
+        await check("the lightbulb's “Send to background agent” asks for the task and spawns an agent", async () => {
+            await page.keyboard.press("Control+P");
+            const input = page.locator(".quick-input-widget input");
+            await input.waitFor({ state: "visible", timeout: 10_000 });
+            await input.fill("calc.go");
+            await page.locator(".quick-input-list .monaco-list-row", { hasText: "calc.go" }).first().waitFor({ timeout: 10_000 });
+            await page.keyboard.press("Enter");
+            const lines = page.locator(".editor-instance .monaco-editor .view-lines", { hasText: "func add" });
+            await lines.waitFor({ timeout: 15_000 });
+            await page.locator(".editor-instance .monaco-editor .view-line", { hasText: "return a - b" }).click();
+            await page.keyboard.press("Home");
+            await page.keyboard.press("Shift+End");
+            await page.keyboard.press("Control+.");
+            const action = page.locator(".action-widget .monaco-list-row", { hasText: "Send to background agent" }).first();
+            await action.waitFor({ timeout: 15_000 });
+            await action.click();
+            await answer("(1/3): task", "Make add add");
+            await answer("(2/3): agent");
+            await answer("(3/3): model");
+            await view.locator('.monaco-list-row[aria-label^="make-add-add, "]').waitFor({ timeout: 15_000 });
+            await toast("Agent make-add-add finished").waitFor({ timeout: 30_000 });
+        });
+
+        await check("Discard (context menu) asks, then asks again before losing commits; the agent leaves the sidebar and its worktree is gone", async () => {
+            if (!fs.existsSync(agentDir(name))) throw new Error(`no worktree ${agentDir(name)} before discard`);
+            await contextMenu(name, "Discard…");
+            await dialogButton(`Discard agent ${name}?`, "Discard");
+            await dialogButton("has work that would be lost", "Discard Anyway");
+            await row(name).waitFor({ state: "detached", timeout: 15_000 });
+            await until(`worktree ${agentDir(name)} to be removed`, 10_000, () => !fs.existsSync(agentDir(name)));
+            const branches = execFileSync("git", ["branch", "--list", `bgagents/${name}`], { cwd: UI_REPO, encoding: "utf8" });
+            if (branches.trim() !== "") throw new Error(`branch still exists: ${branches}`);
+        });
+    } finally {
+        await ctx.close().catch(() => {});
+        await stopGroup(cs.child);
+    }
+}
+
+// ---- extension-host tests ------------------------------------------------------
+
+async function extHostTests() {
+    const results = path.join(WORK, "exthost-results.txt");
+    process.env.BGAGENTS_TEST_RESULTS = results; // inherited by code-server's extension host
+    const p = profile("exthost");
+    // enable-smoke-test-driver makes code-server honour extensionTestsPath in the URL payload.
+    const cs = await startCodeServer(p, "code-server-exthost", EXT_REPO, ["--vscode-option", "enable-smoke-test-driver"]);
+    const ctx = await browser("exthost");
+    const page = ctx.pages()[0] || (await ctx.newPage());
+    try {
+        const host = new URL(cs.base).host;
+        const exited = new Promise((resolve) => {
+            void page.exposeFunction("codeAutomationExit", (code) => resolve(code));
+            void page.exposeFunction("codeAutomationLog", () => {});
+        });
+        page.on("console", (m) => {
+            const t = m.text();
+            const i = t.indexOf("[ext-test] ");
+            if (i >= 0) log(`  exthost: ${t.slice(i + 11)}`);
+        });
+        const payload = [
+            ["extensionDevelopmentPath", `vscode-remote://${host}${EXT}`],
+            ["extensionTestsPath", `vscode-remote://${host}${path.join(EXT, "out/exthost/index.js")}`],
+        ];
+        await page.goto(`${cs.base}/?folder=${encodeURIComponent(EXT_REPO)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+        const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 120_000))]);
+        const summary = fs.existsSync(results) ? fs.readFileSync(results, "utf8") : "";
+        const m = /^(\d+) passed, (\d+) failed$/m.exec(summary);
+        await check(`extension-host tests (${m ? `${m[1]} passed, ${m[2]} failed` : "no summary"}; exit code ${code})`, async () => {
+            if (code !== 0 || !m || m[2] !== "0") throw new Error(`extension-host tests failed; results:\n${summary}\nlog: ${cs.logFile}`);
+        });
+    } finally {
+        await ctx.close().catch(() => {});
+        await stopGroup(cs.child);
+    }
+}
+
+(async () => {
+    fs.mkdirSync(SHOTS, { recursive: true });
+    if (ONLY === "" || ONLY === "ui") await uiTests();
+    if (ONLY === "" || ONLY === "exthost") await extHostTests();
+    log(`vscode tests took ${((Date.now() - t0) / 1000).toFixed(1)} s; screenshots in ${SHOTS}`);
+    log(`${passed} passed, ${failed} failed`);
+    process.exit(failed ? 1 : 0);
+})().catch((e) => {
+    console.error(e);
+    for (const g of groups) killGroup(g, "SIGKILL");
+    process.exit(2);
+});
