@@ -13,7 +13,7 @@ local repo = assert(os.getenv('BGAGENTS_TEST_REPO'), 'BGAGENTS_TEST_REPO')
 local tmp = assert(os.getenv('BGAGENTS_TEST_TMP'), 'BGAGENTS_TEST_TMP')
 
 local bg = require('bgagents')
-local opts = { cmd = { bin }, list = { refresh_ms = 0 } }
+local opts = { cmd = { bin }, list = { refresh_ms = 0 }, ask_agent = false }
 
 local changed = {} -- User BgAgentsChanged: "name state"
 vim.api.nvim_create_autocmd('User', {
@@ -59,6 +59,35 @@ H.test('setup twice, then a file of the repository gets a bgagents client', func
     return #l == 1 and l[1].ready
   end)
   H.eq(1, #require('bgagents.client').list(), 'one client after two setups')
+end)
+
+H.test('files opened and a command run at once share one client', function()
+  local client = require('bgagents.client')
+  client.stop_all()
+  H.wait('the client to stop', function()
+    return #client.list() == 0
+  end)
+  -- three files of the repository and a command, before any client is up
+  vim.cmd('edit ' .. vim.fn.fnameescape(calc))
+  vim.cmd('split ' .. vim.fn.fnameescape(repo .. '/tools/agent.sh'))
+  vim.cmd('split ' .. vim.fn.fnameescape(repo .. '/.bgagents.toml'))
+  vim.fn.getcompletion('BgAgents diff ', 'cmdline')
+  H.wait('the client to be initialized', function()
+    local l = client.list()
+    return #l >= 1 and l[1].ready
+  end)
+  H.eq(1, #client.list(), 'one client for the repository')
+  local ids = {}
+  for _, w in ipairs(vim.api.nvim_tabpage_list_wins(0)) do
+    for _, c in ipairs(H.buf_clients(vim.api.nvim_win_get_buf(w))) do
+      if c.name == 'bgagents' then
+        ids[c.id] = true
+      end
+    end
+  end
+  H.eq(1, #vim.tbl_keys(ids), 'one client attached to the three files')
+  vim.cmd('edit ' .. vim.fn.fnameescape(calc))
+  vim.cmd('silent only')
 end)
 
 H.test('spawn: the list shows the agent; a notification when it finishes', function()
@@ -211,8 +240,10 @@ H.test('cancel stops a running agent; merge lands a finished one', function()
   vim.cmd('close')
   vim.cmd('BgAgents discard! hang')
   wait_state('hang', 'discarded')
-  vim.cmd('BgAgents merge slow')
+  H.selects = { H.pick('slow') }
+  vim.cmd('BgAgents merge --squash')
   wait_state('slow', 'merged')
+  H.ok(not H.note('merge --squash', from), 'no agent called --squash')
   H.wait_note('slow: merged', from)
 end)
 
@@ -318,6 +349,21 @@ H.test('spawn asks for the task, then the agent and model offered by setup{}', f
   bg.setup(opts)
 end)
 
+H.test('without agents in setup{}, spawn offers the agents of bgagents/agents', function()
+  bg.setup(vim.tbl_extend('force', opts, { ask_agent = true, models = { alt = { 'm3' } } }))
+  H.selects = { H.pick('alt (command') }
+  vim.cmd('BgAgents spawn --name picked Picked task')
+  local a = wait_state('picked', 'succeeded')
+  H.eq('alt', a.agent, 'agent')
+  H.eq('m3', a.model, 'the model from setup{}')
+  local items = H.prompts[#H.prompts].items
+  H.eq('script', items[1], 'the default agent first')
+  H.ok(vim.tbl_contains(items, 'alt'), 'alt offered: ' .. vim.inspect(items))
+  local names = vim.fn.getcompletion('BgAgents spawn --agent ', 'cmdline')
+  H.ok(vim.tbl_contains(names, 'script') and vim.tbl_contains(names, 'alt'), '--agent completion: ' .. vim.inspect(names))
+  bg.setup(opts)
+end)
+
 H.test('a failing agent is notified as an error', function()
   local from = #H.notes
   vim.cmd('BgAgents spawn --name broken fail on purpose')
@@ -371,6 +417,79 @@ H.test('D on a list row asks before discarding unmerged work', function()
   vim.cmd('close')
 end)
 
+H.test('list! shows every repository; r reloads it', function()
+  local from = #H.notes
+  vim.cmd('BgAgents list!')
+  local list = H.wait('the list of every repository', function()
+    return H.buf('bgagents://list/all')
+  end)
+  H.wait('a row for sent', function()
+    return H.line_matching(list, '^%S+%s+sent%s')
+  end)
+  vim.cmd('normal r')
+  vim.wait(300, function()
+    return H.note('list:', from) ~= nil
+  end, 20)
+  H.ok(not H.note('list:', from), 'no list error')
+  H.ok(not H.note('invalid params', from), 'no invalid params')
+  vim.cmd('close')
+end)
+
+H.test("window = 'tabnew' leaves no empty buffer; q on the last window; pickers skip merged agents", function()
+  bg.setup(vim.tbl_extend('force', opts, { window = 'tabnew' }))
+  local before = #vim.api.nvim_list_bufs()
+  vim.cmd('BgAgents diff sent')
+  local buf = H.wait('the diff of sent', function()
+    return H.buf(bufname('diff', 'sent'))
+  end)
+  H.eq(before + 1, #vim.api.nvim_list_bufs(), 'only the diff buffer was added')
+  vim.cmd('tabonly')
+  vim.cmd('silent only')
+  H.eq(1, #vim.api.nvim_list_wins(), 'the diff is the last window')
+  vim.cmd('normal q')
+  H.ok(not vim.api.nvim_buf_is_valid(buf) or vim.api.nvim_get_current_buf() ~= buf, 'q left the diff')
+  bg.setup(opts)
+  H.selects = { function(items)
+    for _, a in ipairs(items) do
+      H.ok(a.state ~= 'merged' and a.state ~= 'discarded', a.name .. ' is ' .. a.state)
+    end
+    return nil
+  end }
+  vim.cmd('BgAgents log')
+  vim.cmd('edit ' .. vim.fn.fnameescape(calc))
+end)
+
+H.test('after the daemon stops, the next command re-attaches open buffers', function()
+  local client = require('bgagents.client')
+  vim.cmd('edit ' .. vim.fn.fnameescape(calc))
+  vim.cmd('silent only')
+  local buf = vim.api.nvim_get_current_buf()
+  vim.fn.system({ bin, 'daemon', '--stop' })
+  H.wait('the client to exit', function()
+    return #client.list() == 0
+  end)
+  local function attached()
+    for _, c in ipairs(H.buf_clients(buf)) do
+      if c.name == 'bgagents' then
+        return c
+      end
+    end
+  end
+  H.wait('calc.txt to have no client', function()
+    return not attached()
+  end)
+  vim.cmd('BgAgents list')
+  H.wait('a new client', function()
+    local l = client.list()
+    return #l == 1 and l[1].ready
+  end)
+  H.wait('calc.txt attached to the new client', function()
+    local c = attached()
+    return c and c.id == client.list()[1].id
+  end)
+  vim.cmd('silent only')
+end)
+
 H.test(':checkhealth bgagents', function()
   vim.cmd('checkhealth bgagents')
   local text = table.concat(H.lines(0), '\n')
@@ -380,7 +499,7 @@ H.test(':checkhealth bgagents', function()
   H.contains(text, 'bgagents 0.1.0 (build ', 'version')
   H.contains(text, 'daemon: pid ', 'daemon reachable')
   H.contains(text, 'agent script: ', 'configured agent')
-  H.contains(text, 'claude: not installed', 'agent CLIs')
+  H.ok(text:match('claude: %S'), 'the claude CLI is reported (installed or not)')
   H.contains(text, 'client ', 'LSP client')
   H.ok(not text:find('ERROR', 1, true), 'no errors in\n' .. text)
 end)

@@ -49,6 +49,17 @@ H.test('a nested option of the wrong type is named by its full name', function()
   H.eq(true, (bg.setup({})), 'good setup')
 end)
 
+H.test('list keys are strings or false; notify.states are real states', function()
+  local _, e = bg.setup({ list = { keys = { open = true, diff = false } }, notify = { states = { 'succeeded', 'sucess' } } })
+  H.contains(e, 'option list.keys.open must be a string (a key) or false, not true')
+  H.contains(e, 'option notify.states has an unknown state "sucess"')
+  H.eq('<CR>', config.values.list.keys.open, 'the default key is kept')
+  H.eq(false, config.values.list.keys.diff, 'false disables a key')
+  H.eq({ 'succeeded', 'failed', 'needs_input', 'lost' }, config.values.notify.states, 'the default states are kept')
+  H.eq(true, (bg.setup({ notify = { states = { 'cancelled', 'merged' } } })), 'real states')
+  H.eq(true, (bg.setup({})), 'good setup')
+end)
+
 H.test('every option has a type, default and description', function()
   local function walk(schema, prefix)
     for k, s in pairs(schema) do
@@ -59,20 +70,21 @@ H.test('every option has a type, default and description', function()
     end
   end
   walk(config.schema, '')
-  local f = io.open(os.getenv('BGAGENTS_TEST_DOC') or '', 'r')
-  if f then
-    local doc = f:read('*a')
-    f:close()
-    local function documented(schema, prefix)
-      for k, s in pairs(schema) do
-        H.contains(doc, prefix .. k, 'doc/bgagents.txt')
-        if s.fields then
-          documented(s.fields, prefix .. k .. '.')
-        end
+  -- doc/bgagents.txt, next to this test's folder (or BGAGENTS_TEST_DOC)
+  local here = debug.getinfo(1, 'S').source:sub(2):match('^(.*)/[^/]*$') or '.'
+  local path = os.getenv('BGAGENTS_TEST_DOC') or (here .. '/../doc/bgagents.txt')
+  local f = assert(io.open(path, 'r'), 'cannot read ' .. path)
+  local doc = f:read('*a')
+  f:close()
+  local function documented(schema, prefix)
+    for k, s in pairs(schema) do
+      H.ok(doc:find('*bgagents-option-' .. prefix .. k .. '*', 1, true), 'doc/bgagents.txt has the tag *bgagents-option-' .. prefix .. k .. '*')
+      if s.fields then
+        documented(s.fields, prefix .. k .. '.')
       end
     end
-    documented(config.schema, '')
   end
+  documented(config.schema, '')
 end)
 
 H.test('unknown subcommand and misplaced bang give clear messages', function()
@@ -188,6 +200,37 @@ H.test('selections become LSP ranges in UTF-16 and text', function()
   H.eq('ñb𝄞', c.text, 'characterwise text')
   H.eq({ start = { line = 1, character = 1 }, ['end'] = { line = 1, character = 5 } }, c.range, 'characterwise UTF-16 range')
   vim.cmd('bwipeout!')
+end)
+
+H.test('a first snapshot fires no BgAgentsChanged per agent', function()
+  local state = require('bgagents.state')
+  local fired, heard = 0, 0
+  local id = vim.api.nvim_create_autocmd('User', {
+    pattern = 'BgAgentsChanged',
+    callback = function()
+      fired = fired + 1
+    end,
+  })
+  state.subscribe(function()
+    heard = heard + 1
+  end)
+  local function rec(n, upd)
+    return {
+      id = 'snap' .. n, name = 'snap' .. n, repo = '/nonexistent/snap', branch = 'bgagents/snap' .. n,
+      state = 'succeeded', error = '', createdAt = '2026-11-21T16:00:00Z', updatedAt = upd,
+      diff = { commits = 0, files = 0, additions = 0, deletions = 0 }, usage = { costUsd = 0 },
+    }
+  end
+  state.replace({ rec(1, '2026-11-21T16:00:01Z'), rec(2, '2026-11-21T16:00:01Z'), rec(3, '2026-11-21T16:00:01Z') }, '/nonexistent/snap')
+  H.eq(0, fired, 'BgAgentsChanged for the first snapshot')
+  H.eq(1, heard, 'the listeners run once')
+  H.eq(3, #state.list('/nonexistent/snap'), 'the agents are stored')
+  state.replace({ rec(1, '2026-11-21T16:00:02Z'), rec(2, '2026-11-21T16:00:01Z'), rec(3, '2026-11-21T16:00:01Z') }, '/nonexistent/snap')
+  H.eq(1, fired, 'BgAgentsChanged for the one that changed')
+  vim.api.nvim_del_autocmd(id)
+  for n = 1, 3 do
+    state.agents['snap' .. n] = nil
+  end
 end)
 
 H.test('the store applies newer records once and notifies on a change of state', function()

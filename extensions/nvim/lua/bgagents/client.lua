@@ -15,6 +15,11 @@ M.name = 'bgagents'
 -- id -> { root, ready, queue }
 local info = {}
 
+-- root -> the id of its client, set as soon as the client is started (so a
+-- client still initializing is reused: vim.lsp's client lists leave those
+-- out on some versions), cleared when it exits.
+M.roots = {}
+
 --- The git repository that contains `path` (a file or directory): its root
 --- (the folder holding .git) and its main checkout (the same, except in a
 --- linked worktree, whose .git file points into the main checkout's
@@ -141,6 +146,10 @@ local function client_config(root)
       for _, fn in ipairs(q) do
         fn(client)
       end
+      -- Log buffers that followed an agent through a client that exited.
+      if package.loaded['bgagents.ui'] then
+        require('bgagents.ui').resume(root)
+      end
       -- The initial snapshot of this repository's agents.
       compat.request(client, protocol.requests.list, { repo = root }, function(err, result)
         if not err and result then
@@ -154,6 +163,13 @@ local function client_config(root)
       info[id] = nil
       if not i then
         return
+      end
+      if M.roots[i.root] == id then
+        M.roots[i.root] = nil
+        M.snapshots[i.root] = nil
+      end
+      if package.loaded['bgagents.ui'] then
+        require('bgagents.ui').client_exited(i.root)
       end
       local why = string.format('`%s` exited (code %d%s)', table.concat(cmd, ' '), code or -1, (signal or 0) ~= 0 and (', signal ' .. signal) or '')
       for _, fn in ipairs(i.queue) do
@@ -195,6 +211,26 @@ local function reuse_for(root)
   end
 end
 
+--- Attaches client `id` to the loaded file buffers of `root` that have no
+--- bgagents client (after the previous client exited, e.g. on
+--- `bgagents daemon --stop`).
+local function attach_open_buffers(root, id)
+  if not config.values.attach then
+    return
+  end
+  local filter = config.values.should_attach
+  for _, b in ipairs(vim.api.nvim_list_bufs()) do
+    if vim.api.nvim_buf_is_loaded(b) and vim.bo[b].buftype == '' then
+      local name = vim.api.nvim_buf_get_name(b)
+      if name ~= '' and not name:match('^%a[%w+.-]*://') and vim.fn.isdirectory(name) == 0 and M.repo_of(name) == root then
+        if not filter or filter(b) then
+          vim.lsp.buf_attach_client(b, id)
+        end
+      end
+    end
+  end
+end
+
 --- Starts (or finds) the client of `root`, attaching `bufnr` when given.
 ---@return integer|nil client id
 ---@return string|nil error
@@ -205,6 +241,13 @@ function M.start(root, bufnr)
         '%s is not executable: install bgagents (go build -o bin/bgagents ./cmd/bgagents) and put it on $PATH, or set cmd in setup{}',
         config.values.cmd[1]
       )
+  end
+  local known = M.roots[root]
+  if known and info[known] and not info[known].stopping and vim.lsp.get_client_by_id(known) then
+    if bufnr then
+      vim.lsp.buf_attach_client(bufnr, known)
+    end
+    return known
   end
   local cfg = client_config(root)
   local reuse = reuse_for(root)
@@ -220,6 +263,8 @@ function M.start(root, bufnr)
     return nil, err
   end
   info[id] = info[id] or { root = root, ready = false, queue = {} }
+  M.roots[root] = id
+  attach_open_buffers(root, id)
   return id
 end
 
@@ -285,6 +330,40 @@ function M.snapshot(root, ms)
   vim.wait(ms or 2000, function()
     return M.snapshots[root] == true
   end, 10)
+end
+
+-- root -> { at = ms, result = AgentsResult }: bgagents/agents answers.
+local agents_cache = {}
+
+--- The agents the repository of `root` can run (bgagents/agents, cached
+--- for 30 s); cb(err, result).
+function M.agents(root, cb)
+  local c = agents_cache[root]
+  if c and compat.uv.now() - c.at < 30000 then
+    return cb(nil, c.result)
+  end
+  M.request(root, protocol.requests.agents, { repo = root }, function(e, result)
+    if not e and result then
+      agents_cache[root] = { at = compat.uv.now(), result = result }
+    end
+    cb(e, result)
+  end)
+end
+
+--- The bgagents/agents result of `root`, waiting at most `ms` (for
+--- completion, which cannot wait for a callback); nil when none came.
+function M.agents_sync(root, ms)
+  if not root then
+    return nil
+  end
+  local done, out = false, nil
+  M.agents(root, function(e, result)
+    done, out = true, (not e) and result or nil
+  end)
+  vim.wait(ms or 2000, function()
+    return done
+  end, 10)
+  return out
 end
 
 --- Sends a request to the client of `root`; cb(err, result), err a string.

@@ -44,6 +44,9 @@ local filters = {
   worktree = function(a)
     return a.state ~= 'merged' and a.state ~= 'discarded' and not a.cleaned
   end,
+  kept = function(a)
+    return a.state ~= 'merged' and a.state ~= 'discarded'
+  end,
   followup = function(a)
     return (a.state == 'needs_input' or a.state == 'succeeded' or a.state == 'failed') and not a.cleaned
   end,
@@ -53,6 +56,11 @@ local filters = {
 local function with_agent(ref, main, filter, what, cb)
   if ref and ref ~= '' then
     return cb(ref)
+  end
+  -- in the list, the agent on the cursor's row
+  local here = ui.agent_at_cursor()
+  if here and (not filters[filter] or filters[filter](here)) then
+    return cb(here.id)
   end
   local agents = state.list(main, filters[filter])
   if #agents == 0 then
@@ -77,34 +85,89 @@ local function label(ref, root)
   return a and a.name or ref
 end
 
---- Asks for agent and model when setup{} lists choices; cb(agent, model).
-local function choose_agent(flags, cb)
-  local agents = config.values.agents
+--- The agents that can run, for the picker: usable ones of bgagents/agents,
+--- the default first.
+local function runnable(result)
+  local out = {}
+  for _, a in ipairs(result.agents or {}) do
+    if a.installed and not a.problem then
+      if a.name == result.default then
+        table.insert(out, 1, a)
+      else
+        out[#out + 1] = a
+      end
+    end
+  end
+  return out
+end
+
+--- Asks for agent and model; cb(agent, model). The agents are setup{}'s
+--- `agents`, else what the daemon says the repository can run
+--- (bgagents/agents); the models are the chosen agent's configured model
+--- and setup{}'s `models` for it.
+local function choose_agent(root, flags, cb)
+  local infos = {} -- name -> AgentInfo
   local function pick_model(agent)
     if flags.model then
       return cb(agent, flags.model)
     end
-    local models = agent and config.values.models[agent] or nil
-    if type(models) ~= 'table' or #models == 0 then
+    local models = {}
+    local configured = agent and infos[agent] and infos[agent].model
+    if configured and configured ~= '' then
+      models[1] = configured
+    end
+    local extra = agent and config.values.models[agent] or nil
+    for _, m in ipairs(type(extra) == 'table' and extra or {}) do
+      if not vim.tbl_contains(models, m) then
+        models[#models + 1] = m
+      end
+    end
+    if #models == 0 or (#models == 1 and models[1] == configured) then
       return cb(agent, nil)
     elseif #models == 1 then
       return cb(agent, models[1])
     end
     vim.ui.select(models, { prompt = 'Model for ' .. agent .. ': ', kind = 'bgagents.model' }, function(m)
       if m then
-        cb(agent, m)
+        cb(agent, m ~= configured and m or nil)
       end
     end)
   end
-  if flags.agent or #agents == 0 then
-    return pick_model(flags.agent)
-  elseif #agents == 1 then
-    return pick_model(agents[1])
-  end
-  vim.ui.select(agents, { prompt = 'Agent: ', kind = 'bgagents.agent_name' }, function(a)
-    if a then
-      pick_model(a)
+  local function pick(names, format_item)
+    if #names == 0 then
+      return pick_model(nil)
+    elseif #names == 1 then
+      return pick_model(names[1])
     end
+    vim.ui.select(names, { prompt = 'Agent: ', kind = 'bgagents.agent_name', format_item = format_item }, function(a)
+      if a then
+        pick_model(a)
+      end
+    end)
+  end
+  if flags.agent then
+    return pick_model(flags.agent)
+  end
+  local agents = config.values.agents
+  if #agents > 0 then
+    return pick(agents)
+  end
+  if not config.values.ask_agent or not root then
+    return pick_model(nil)
+  end
+  client.agents(root, function(e, result)
+    if e or not result then
+      return pick_model(nil) -- an older daemon: its default agent
+    end
+    local names = {}
+    for _, a in ipairs(runnable(result)) do
+      infos[a.name] = a
+      names[#names + 1] = a.name
+    end
+    pick(names, function(n)
+      local a = infos[n]
+      return string.format('%s (%s%s)%s', n, a.provider, a.model and (', ' .. a.model) or '', n == result.default and '  default' or '')
+    end)
   end)
 end
 
@@ -126,7 +189,7 @@ function M.spawn(args)
     return
   end
   local function go(t)
-    choose_agent(flags, function(agent, model)
+    choose_agent(root, flags, function(agent, model)
       client.request(root, req.spawn, {
         task = t,
         repo = root,
@@ -159,7 +222,7 @@ local function send_args(root, args, flags, done)
     if task and task ~= '' then
       args.task = task
     end
-    choose_agent(flags, function(agent, model)
+    choose_agent(root, flags, function(agent, model)
       args.agent = agent or args.agent
       args.model = model or args.model
       args.name = flags.name or args.name
@@ -295,7 +358,7 @@ function M.diff(ref, root)
   if not root then
     return
   end
-  with_agent(ref, main, 'any', 'diff', function(id)
+  with_agent(ref, main, 'kept', 'diff', function(id)
     client.request(root, req.diff, { id = id, repo = root }, function(e, result)
       if e then
         return err('diff ' .. id .. ': ' .. e)
@@ -311,7 +374,7 @@ function M.log(ref, root)
   if not root then
     return
   end
-  with_agent(ref, main, 'any', 'show the log of', function(id)
+  with_agent(ref, main, 'kept', 'show the log of', function(id)
     client.request(root, req.get, { id = id, repo = root }, function(e, result)
       if e then
         return err('log ' .. id .. ': ' .. e)
@@ -432,9 +495,17 @@ local function complete_flags(flags)
   return function(arglead, words)
     local prev = words[#words - 1]
     if prev == '--agent' then
+      local names = config.values.agents
+      if #names == 0 then
+        local result = client.agents_sync((client.current()))
+        names = {}
+        for _, a in ipairs(result and result.agents or {}) do
+          names[#names + 1] = a.name
+        end
+      end
       return vim.tbl_filter(function(n)
         return n:sub(1, #arglead) == arglead
-      end, config.values.agents)
+      end, names)
     end
     if arglead:sub(1, 1) == '-' then
       return vim.tbl_filter(function(f)
@@ -537,6 +608,9 @@ M.subcommands = {
     desc = 'merge the branch of an agent: merge AGENT [--squash] [--into BRANCH]',
     impl = function(args)
       local ref, rest = ref_and_rest(args)
+      if ref and ref:sub(1, 1) == '-' then
+        ref, rest = nil, args -- flags only: the agent is chosen
+      end
       local flags, extra = format.parse_flags(rest, { squash = true, into = 'v' })
       if not flags then
         return err('merge: ' .. extra)

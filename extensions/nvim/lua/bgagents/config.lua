@@ -11,6 +11,24 @@ local M = {}
 ---@field values? any[] the only accepted values
 ---@field list_of? string the type of every element of a list
 ---@field fields? table<string, bgagents.OptionSpec> nested options (type "table")
+---@field check? fun(v: any): string|nil what is wrong with an accepted value
+
+-- A key of the list: a string, or false to disable it.
+local function key_check(v)
+  if v == true then
+    return 'must be a string (a key) or false, not true'
+  end
+end
+
+-- Every entry of notify.states must be a state of an agent.
+local function states_check(v)
+  local states = require('bgagents.protocol').states
+  for _, st in ipairs(v) do
+    if not vim.tbl_contains(states, st) then
+      return string.format('has an unknown state %q (states: %s)', st, table.concat(states, ', '))
+    end
+  end
+end
 
 ---@type table<string, bgagents.OptionSpec>
 M.schema = {
@@ -39,12 +57,17 @@ M.schema = {
     type = 'table',
     list_of = 'string',
     default = {},
-    description = 'Agent names offered by `spawn`, `send` and the code action (vim.ui.select when more than one). Empty: the repository\'s default agent, no question.',
+    description = 'Agent names offered by `spawn`, `send` and the code action (vim.ui.select when more than one). Empty: the agents the daemon says the repository can run (see ask_agent).',
   },
   models = {
     type = 'table',
     default = {},
-    description = 'Models to choose from, per agent name: { claude = { "opus", "sonnet" } }. Empty: the agent\'s configured model.',
+    description = 'Models to choose from, per agent name, besides the agent\'s configured model: { claude = { "opus", "sonnet" } }. Empty: the agent\'s configured model.',
+  },
+  ask_agent = {
+    type = 'boolean',
+    default = true,
+    description = 'Without `agents`, `spawn`, `send` and the code action ask (vim.ui.select) which of the agents the repository can run (bgagents/agents: configured ones and installed CLIs, the default first); false: the repository\'s default agent, no question. `--agent` always wins.',
   },
   ask_task = {
     type = 'boolean',
@@ -91,18 +114,19 @@ M.schema = {
       keys = {
         type = 'table',
         default = {},
-        description = 'Keys on a row of the list (false disables one).',
+        description = 'Keys on a row of the list: a key (string), or false to disable one.',
         fields = {
-          open = { type = { 'string', 'boolean' }, default = '<CR>', description = 'Open the worktree (`open`).' },
-          diff = { type = { 'string', 'boolean' }, default = 'd', description = 'Show the diff.' },
-          log = { type = { 'string', 'boolean' }, default = 'l', description = 'Show the log, following it.' },
-          message = { type = { 'string', 'boolean' }, default = 'm', description = 'Send a follow-up message.' },
-          cancel = { type = { 'string', 'boolean' }, default = 'c', description = 'Cancel the agent.' },
-          merge = { type = { 'string', 'boolean' }, default = 'M', description = 'Merge its branch.' },
-          discard = { type = { 'string', 'boolean' }, default = 'D', description = 'Discard it (asks before forcing).' },
-          refresh = { type = { 'string', 'boolean' }, default = 'r', description = 'Reload the list from the daemon.' },
-          close = { type = { 'string', 'boolean' }, default = 'q', description = 'Close the list.' },
-          help = { type = { 'string', 'boolean' }, default = '?', description = 'Show the keys.' },
+          open = { type = { 'string', 'boolean' }, default = '<CR>', check = key_check, description = 'Open the worktree (`open`).' },
+          diff = { type = { 'string', 'boolean' }, default = 'd', check = key_check, description = 'Show the diff.' },
+          log = { type = { 'string', 'boolean' }, default = 'l', check = key_check, description = 'Show the log, following it.' },
+          message = { type = { 'string', 'boolean' }, default = 'm', check = key_check, description = 'Send a follow-up message.' },
+          message_allow = { type = { 'string', 'boolean' }, default = 'A', check = key_check, description = 'Send a follow-up that allows the tools the agent was refused (`msg!`).' },
+          cancel = { type = { 'string', 'boolean' }, default = 'c', check = key_check, description = 'Cancel the agent.' },
+          merge = { type = { 'string', 'boolean' }, default = 'M', check = key_check, description = 'Merge its branch.' },
+          discard = { type = { 'string', 'boolean' }, default = 'D', check = key_check, description = 'Discard it (asks before forcing).' },
+          refresh = { type = { 'string', 'boolean' }, default = 'r', check = key_check, description = 'Reload the list from the daemon.' },
+          close = { type = { 'string', 'boolean' }, default = 'q', check = key_check, description = 'Close the list.' },
+          help = { type = { 'string', 'boolean' }, default = '?', check = key_check, description = 'Show the keys.' },
         },
       },
     },
@@ -117,7 +141,8 @@ M.schema = {
         type = 'table',
         list_of = 'string',
         default = { 'succeeded', 'failed', 'needs_input', 'lost' },
-        description = 'States that notify: any of succeeded, failed, needs_input, lost, cancelled, merged, discarded, running.',
+        check = states_check,
+        description = 'States that notify: any of succeeded, failed, needs_input, lost, cancelled, merged, discarded, running, queued, provisioning.',
       },
     },
   },
@@ -230,6 +255,9 @@ local function build(schema, user, prefix, errors, out)
       out[key] = vim.deepcopy(spec.default)
     elseif spec.values and not vim.tbl_contains(spec.values, v) then
       errors[#errors + 1] = string.format('option %s must be one of %s', name, table.concat(spec.values, ', '))
+      out[key] = vim.deepcopy(spec.default)
+    elseif spec.check and spec.check(v) then
+      errors[#errors + 1] = string.format('option %s %s', name, spec.check(v))
       out[key] = vim.deepcopy(spec.default)
     else
       out[key] = vim.deepcopy(v)

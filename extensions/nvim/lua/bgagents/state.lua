@@ -63,7 +63,7 @@ end
 --- the record was newer than the stored one.
 ---@param agent bgagents.Agent
 ---@param from_notification boolean|nil
-function M.update(agent, from_notification)
+function M.update(agent, from_notification, quiet)
   if type(agent) ~= 'table' or not agent.id then
     return false
   end
@@ -75,17 +75,31 @@ function M.update(agent, from_notification)
   if from_notification then
     maybe_notify(agent, prev)
   end
-  announce(agent, prev)
+  if not (quiet and not prev) then
+    announce(agent, prev)
+  end
   return true
 end
 
 --- Applies a bgagents/list result; `repo` (a main checkout) was its filter:
 --- agents of that repository the daemon no longer lists are dropped.
 function M.replace(agents, repo)
-  local seen = {}
+  -- An agent seen for the first time (a first snapshot) is no change:
+  -- no BgAgentsChanged for it; the listeners (the list) run once.
+  local seen, added = {}, false
   for _, a in ipairs(agents or {}) do
     seen[a.id] = true
-    M.update(a, false)
+    if not M.agents[a.id] and M.update(a, false, true) then
+      added = true
+    elseif M.agents[a.id] then
+      M.update(a, false)
+    end
+  end
+  if added then
+    for _, fn in ipairs(listeners) do
+      pcall(fn, nil, nil)
+    end
+    pcall(vim.cmd, 'redrawstatus!')
   end
   if repo then
     local r = M.realpath(repo)

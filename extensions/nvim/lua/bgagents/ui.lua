@@ -84,9 +84,25 @@ local function show(buf, window)
   if window ~= 'edit' then
     vim.cmd(window)
   end
+  -- `tabnew`, `new`, `vnew` … make an empty buffer that would be left over
+  local old = vim.api.nvim_get_current_buf()
   vim.api.nvim_win_set_buf(0, buf)
+  if window ~= 'edit' and old ~= buf and vim.api.nvim_buf_get_name(old) == ''
+    and not vim.bo[old].modified and vim.api.nvim_buf_line_count(old) == 1
+    and vim.api.nvim_buf_get_lines(old, 0, 1, false)[1] == '' and #vim.fn.win_findbuf(old) == 0 then
+    pcall(vim.api.nvim_buf_delete, old, { force = true })
+  end
   return vim.api.nvim_get_current_win()
 end
+
+--- `q`: closes the window, or on the last window wipes the buffer (no E444).
+local function close_window()
+  if #vim.api.nvim_list_wins() > 1 then
+    return vim.cmd('close')
+  end
+  vim.cmd('bwipeout')
+end
+M.close_window = close_window
 
 local function map(buf, lhs, fn, desc)
   if lhs and lhs ~= '' then
@@ -190,7 +206,7 @@ function M.refresh_list(buf)
   if not l then
     return
   end
-  client.request(l.root, protocol.requests.list, l.all and {} or { repo = l.root }, function(e, result)
+  client.request(l.root, protocol.requests.list, l.all and vim.empty_dict() or { repo = l.root }, function(e, result)
     if e then
       return err('list: ' .. e)
     end
@@ -202,7 +218,7 @@ end
 local function list_help()
   local keys = config.values.list.keys
   local lines = {}
-  for _, k in ipairs({ 'open', 'diff', 'log', 'message', 'cancel', 'merge', 'discard', 'refresh', 'close', 'help' }) do
+  for _, k in ipairs({ 'open', 'diff', 'log', 'message', 'message_allow', 'cancel', 'merge', 'discard', 'refresh', 'close', 'help' }) do
     if keys[k] then
       lines[#lines + 1] = string.format('%-6s %s', keys[k], config.schema.list.fields.keys.fields[k].description)
     end
@@ -243,11 +259,12 @@ function M.open_list(root, main, all)
     map(buf, keys.diff, on_row(function(a) cmds.diff(a.id, root) end), 'bgagents: diff')
     map(buf, keys.log, on_row(function(a) cmds.log(a.id, root) end), 'bgagents: log')
     map(buf, keys.message, on_row(function(a) cmds.msg(a.id, '', false, root) end), 'bgagents: follow-up message')
+    map(buf, keys.message_allow, on_row(function(a) cmds.msg(a.id, '', true, root) end), 'bgagents: follow-up allowing refused tools')
     map(buf, keys.cancel, on_row(function(a) cmds.cancel(a.id, root) end), 'bgagents: cancel')
     map(buf, keys.merge, on_row(function(a) cmds.merge(a.id, {}, root) end), 'bgagents: merge')
     map(buf, keys.discard, on_row(function(a) cmds.discard(a.id, false, root, true) end), 'bgagents: discard')
     map(buf, keys.refresh, function() M.refresh_list(buf) end, 'bgagents: refresh')
-    map(buf, keys.close, '<cmd>close<cr>', 'bgagents: close')
+    map(buf, keys.close, close_window, 'bgagents: close')
     map(buf, keys.help, list_help, 'bgagents: keys')
     vim.api.nvim_create_autocmd('BufWipeout', {
       buffer = buf,
@@ -294,7 +311,7 @@ function M.show_diff(result, root, main)
   set_lines(buf, 0, -1, lines)
   show(buf, config.values.window)
   if fresh then
-    map(buf, 'q', '<cmd>close<cr>', 'bgagents: close')
+    map(buf, 'q', close_window, 'bgagents: close')
   end
   return buf
 end
@@ -393,6 +410,31 @@ function M.on_output(params)
   take(params.id, f, params.events or {})
 end
 
+--- The client of `root` exited: its followers stop until a new one runs.
+function M.client_exited(root)
+  for _, f in pairs(M.followers) do
+    if f.root == root then
+      f.stale = true
+    end
+  end
+end
+
+--- A new client of `root` is up: the log buffers that followed agents
+--- through the old one follow them again, from where they were.
+function M.resume(root)
+  for id, f in pairs(M.followers) do
+    if f.root == root and f.stale then
+      if vim.api.nvim_buf_is_valid(f.buf) then
+        f.stale = false
+        f.paging = false
+        fetch(id, f, true)
+      else
+        M.followers[id] = nil
+      end
+    end
+  end
+end
+
 --- Opens the log of `agent` in a buffer that follows it live.
 ---@param agent bgagents.Agent
 function M.show_log(agent, root, main)
@@ -406,7 +448,7 @@ function M.show_log(agent, root, main)
   set_lines(buf, 0, -1, { string.format('# %s (%s) on %s: %s', agent.name, agent.id, agent.branch, (agent.task:gsub('\n', ' '))) })
   local f = { buf = buf, root = root, next = nil, pending = {}, paging = false }
   M.followers[agent.id] = f
-  map(buf, 'q', '<cmd>close<cr>', 'bgagents: close')
+  map(buf, 'q', close_window, 'bgagents: close')
   vim.api.nvim_create_autocmd('BufWipeout', {
     buffer = buf,
     once = true,
