@@ -258,25 +258,70 @@ func (m *Manager) Log(ctx context.Context, id string, from int64, follow func(ne
 	return evs, nil
 }
 
-// Diff returns the agent's changes against its base commit (a stat when
-// stat is set). Uncommitted changes in a live worktree are not included
-// until the run ends and commits them.
-func (m *Manager) Diff(ctx context.Context, a *Agent, stat bool) (string, error) {
+// DiffView is an agent's changes against its base commit.
+type DiffView struct {
+	// Head is the branch tip (or, once landed, the commit it had).
+	Head string
+	// Uncommitted is set when the worktree still exists and has changes
+	// not yet committed; Text, Stat and Files then compare the base with
+	// the worktree's content (what the run would commit), not with Head.
+	Uncommitted bool
+	Text        string
+	Stat        DiffStat
+	Files       []worktree.FileChange
+}
+
+// Diff returns the agent's changes against its base commit: the patch (or
+// a --stat summary when stat is set), the numbers and the changed files.
+// While the worktree exists, uncommitted and untracked changes are
+// included, without touching the worktree or its index.
+func (m *Manager) Diff(ctx context.Context, a *Agent, stat bool) (DiffView, error) {
+	v := DiffView{Stat: a.Diff}
 	ref := a.Branch
 	if a.State.Landed() || a.Cleaned {
 		if a.Head == "" || a.Cleaned {
-			return "", nil
+			return v, nil
 		}
 		ref = a.Head
+	} else if ok, err := worktree.BranchExists(ctx, a.Repo, a.Branch); err == nil && !ok {
+		return v, Errorf(ErrState, "the branch %s of agent %s no longer exists", a.Branch, a.Name)
 	}
-	if ok, err := worktree.BranchExists(ctx, a.Repo, a.Branch); err == nil && !ok && ref == a.Branch {
-		return "", Errorf(ErrState, "the branch %s of agent %s no longer exists", a.Branch, a.Name)
-	}
-	out, err := worktree.Diff(ctx, a.Repo, a.BaseCommit, ref, stat)
+	head, err := worktree.ResolveCommit(ctx, a.Repo, ref)
 	if err != nil {
-		return "", fmt.Errorf("diff %s: %w", a.Name, err)
+		return v, fmt.Errorf("diff %s: %w", a.Name, err)
 	}
-	return out, nil
+	v.Head = head
+	target := head
+	if !a.State.Landed() && a.Worktree != "" {
+		if _, err := os.Stat(a.Worktree); err == nil {
+			tree, dirty, err := worktree.Snapshot(ctx, a.Worktree)
+			if err != nil {
+				return v, fmt.Errorf("diff %s: %w", a.Name, err)
+			}
+			if dirty {
+				target, v.Uncommitted = tree, true
+			}
+		}
+	}
+	if v.Text, err = worktree.Diff(ctx, a.Repo, a.BaseCommit, target, stat); err != nil {
+		return v, fmt.Errorf("diff %s: %w", a.Name, err)
+	}
+	st, err := worktree.Stat(ctx, a.Repo, a.BaseCommit, head)
+	if err != nil {
+		return v, fmt.Errorf("diff %s: %w", a.Name, err)
+	}
+	if v.Uncommitted {
+		commits := st.Commits
+		if st, err = worktree.TreeStat(ctx, a.Repo, a.BaseCommit, target); err != nil {
+			return v, fmt.Errorf("diff %s: %w", a.Name, err)
+		}
+		st.Commits = commits
+	}
+	v.Stat = DiffStat{Commits: st.Commits, Files: st.Files, Additions: st.Additions, Deletions: st.Deletions}
+	if v.Files, err = worktree.ChangedFiles(ctx, a.Repo, a.BaseCommit, target); err != nil {
+		return v, fmt.Errorf("diff %s: %w", a.Name, err)
+	}
+	return v, nil
 }
 
 // Merge lands the agent's branch in its base branch (a merge commit, or one

@@ -85,6 +85,50 @@ func TestSpawnFinishCommitDiffMerge(t *testing.T) {
 	}
 }
 
+// While an agent runs, its diff includes what it has not committed yet
+// (tracked edits and new files) without staging anything in its worktree.
+func TestDiffOfRunningAgentIncludesUncommitted(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "")
+	c := d.client(t)
+	gate := t.TempDir() + "/gate"
+	a := spawn(t, c, repo.Dir, "write new.txt fresh; write README.md changed; waitfile "+gate)
+	var wt string
+	testenv.Eventually(t, 10*time.Second, "the agent wrote its files", func() bool {
+		wt = get(t, c, a.ID).Worktree
+		data, err := os.ReadFile(filepath.Join(wt, "README.md"))
+		_, err2 := os.Stat(filepath.Join(wt, "new.txt"))
+		return err == nil && string(data) == "changed\n" && err2 == nil
+	})
+	var diff server.DiffResult
+	if err := c.Call(context.Background(), server.MethodDiff, server.DiffParams{ID: a.ID}, &diff); err != nil {
+		t.Fatal(err)
+	}
+	if !diff.Uncommitted || diff.Stat.Files != 2 || diff.Stat.Commits != 0 {
+		t.Fatalf("diff of a running agent: uncommitted %v stat %+v", diff.Uncommitted, diff.Stat)
+	}
+	got := map[string]string{}
+	for _, f := range diff.Files {
+		got[f.Path] = f.Status
+	}
+	if got["new.txt"] != "A" || got["README.md"] != "M" || !strings.Contains(diff.Diff, "+fresh") {
+		t.Errorf("files %v diff %q", got, diff.Diff)
+	}
+	// Nothing was staged in the agent's worktree.
+	if staged := testenv.Git(t, wt, "diff", "--cached", "--name-only"); staged != "" {
+		t.Errorf("the diff staged files in the agent's worktree: %q", staged)
+	}
+	writeFile(t, gate)
+	done := wait(t, c, a.ID)
+	diff = server.DiffResult{}
+	if err := c.Call(context.Background(), server.MethodDiff, server.DiffParams{ID: a.ID}, &diff); err != nil {
+		t.Fatal(err)
+	}
+	if diff.Uncommitted || diff.Stat.Commits != 1 || diff.Stat.Files != 2 || done.Diff.Files != 2 {
+		t.Errorf("diff after the run: uncommitted %v stat %+v", diff.Uncommitted, diff.Stat)
+	}
+}
+
 func TestMergeSquashAndUnchangedCleanup(t *testing.T) {
 	d := startInProcess(t, time.Second)
 	repo := testenv.NewRepo(t, "")

@@ -352,30 +352,14 @@ func (s *Session) unfollow(ctx context.Context, params json.RawMessage) (any, er
 
 func (s *Session) diff(ctx context.Context, params json.RawMessage) (any, error) {
 	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *DiffParams) (any, error) {
-		text, err := mgr.Diff(ctx, a, p.Stat)
+		v, err := mgr.Diff(ctx, a, p.Stat)
 		if err != nil {
 			return nil, err
 		}
-		res := DiffResult{ID: a.ID, Repo: a.Repo, Worktree: a.Worktree, Branch: a.Branch, BaseCommit: a.BaseCommit, Diff: text, Stat: a.Diff, Files: []FileChange{}}
-		ref := a.Branch
-		if a.State.Landed() {
-			ref = a.Head
-		}
-		if ref == "" || a.Cleaned {
-			return res, nil
-		}
-		head, err := worktree.ResolveCommit(ctx, a.Repo, ref)
-		if err != nil {
-			return res, nil
-		}
-		res.Head = head
-		if st, err := worktree.Stat(ctx, a.Repo, a.BaseCommit, head); err == nil {
-			res.Stat = agents.DiffStat{Commits: st.Commits, Files: st.Files, Additions: st.Additions, Deletions: st.Deletions}
-		}
-		if fcs, err := worktree.ChangedFiles(ctx, a.Repo, a.BaseCommit, head); err == nil {
-			for _, f := range fcs {
-				res.Files = append(res.Files, FileChange{Path: f.Path, OldPath: f.OldPath, Status: f.Status, Additions: f.Additions, Deletions: f.Deletions})
-			}
+		res := DiffResult{ID: a.ID, Repo: a.Repo, Worktree: a.Worktree, Branch: a.Branch, BaseCommit: a.BaseCommit,
+			Head: v.Head, Uncommitted: v.Uncommitted, Diff: v.Text, Stat: v.Stat, Files: []FileChange{}}
+		for _, f := range v.Files {
+			res.Files = append(res.Files, FileChange{Path: f.Path, OldPath: f.OldPath, Status: f.Status, Additions: f.Additions, Deletions: f.Deletions})
 		}
 		return res, nil
 	})

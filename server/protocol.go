@@ -204,17 +204,23 @@ type DiffParams struct {
 	Stat bool `json:"stat,omitempty"`
 }
 
-// DiffResult is the diff of an agent's branch against its base commit.
+// DiffResult is the diff of an agent's work against its base commit.
 type DiffResult struct {
-	ID         string          `json:"id"`
-	Repo       string          `json:"repo"`
-	Worktree   string          `json:"worktree"`
-	Branch     string          `json:"branch"`
-	BaseCommit string          `json:"baseCommit"`
-	Head       string          `json:"head"`
-	Diff       string          `json:"diff"`
-	Stat       agents.DiffStat `json:"stat"`
-	Files      []FileChange    `json:"files"`
+	ID         string `json:"id"`
+	Repo       string `json:"repo"`
+	Worktree   string `json:"worktree"`
+	Branch     string `json:"branch"`
+	BaseCommit string `json:"baseCommit"`
+	Head       string `json:"head"`
+	// Uncommitted is true when the worktree still exists and has changes
+	// not yet committed: Diff, Stat and Files then compare BaseCommit with
+	// the worktree's content (tracked and untracked files, .gitignore
+	// respected), so the right side of a file is the file on disk under
+	// Worktree rather than Head's version.
+	Uncommitted bool            `json:"uncommitted,omitempty"`
+	Diff        string          `json:"diff"`
+	Stat        agents.DiffStat `json:"stat"`
+	Files       []FileChange    `json:"files"`
 }
 
 // FileChange is one file changed by an agent.

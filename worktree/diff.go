@@ -27,15 +27,23 @@ func Stat(ctx context.Context, repo, base, ref string) (DiffStat, error) {
 	if err != nil {
 		return DiffStat{}, fmt.Errorf("stat %s..%s: %w", base, ref, err)
 	}
+	st, err := TreeStat(ctx, repo, base, ref)
+	st.Commits = commits
+	return st, err
+}
+
+// TreeStat counts the files and lines changed between two trees (commits
+// or tree ids); Commits is left zero.
+func TreeStat(ctx context.Context, repo, base, ref string) (DiffStat, error) {
 	out, err := diffOutput(ctx, repo, base, ref, "--numstat", "-z")
 	if err != nil {
-		return DiffStat{}, fmt.Errorf("stat %s..%s: %w", base, ref, err)
+		return DiffStat{}, fmt.Errorf("stat %s %s: %w", base, ref, err)
 	}
 	nums, err := parseNumstatZ(splitNUL(out))
 	if err != nil {
-		return DiffStat{}, fmt.Errorf("stat %s..%s: %w", base, ref, err)
+		return DiffStat{}, fmt.Errorf("stat %s %s: %w", base, ref, err)
 	}
-	st := DiffStat{Commits: commits, Files: len(nums)}
+	st := DiffStat{Files: len(nums)}
 	for _, n := range nums {
 		st.Additions += n.add
 		st.Deletions += n.del

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -109,4 +112,50 @@ func identityEnv(ctx context.Context, dir string) ([]string, error) {
 		}
 	}
 	return env, nil
+}
+
+// Snapshot returns the tree a `git add -A && git commit` in the worktree at
+// path would record (tracked and untracked files, .gitignore respected),
+// and whether it differs from HEAD's tree. It uses a private copy of the
+// index, so the worktree, its index and its refs are left untouched; the
+// copied stat cache keeps it incremental on large checkouts.
+func Snapshot(ctx context.Context, path string) (tree string, dirty bool, err error) {
+	headTree, err := Git(ctx, path, "rev-parse", "--verify", "--quiet", "HEAD^{tree}")
+	if err != nil {
+		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	indexPath, err := Git(ctx, path, "rev-parse", "--path-format=absolute", "--git-path", "index")
+	if err != nil {
+		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(indexPath), "bgagents-snapshot-*.index")
+	if err != nil {
+		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	tmpName := tmp.Name()
+	defer os.Remove(tmpName)
+	src, err := os.Open(indexPath)
+	switch {
+	case err == nil:
+		_, err = io.Copy(tmp, src)
+		src.Close()
+	case errors.Is(err, os.ErrNotExist):
+		err = nil // a fresh worktree without an index yet
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("snapshot %s: copy index: %w", path, err)
+	}
+	env := runOpts{env: []string{"GIT_INDEX_FILE=" + tmpName}}
+	if _, _, err := run(ctx, path, env, "add", "-A", "--", "."); err != nil {
+		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	out, _, err := run(ctx, path, env, "write-tree")
+	if err != nil {
+		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
+	}
+	tree = trimNL(out)
+	return tree, tree != headTree, nil
 }

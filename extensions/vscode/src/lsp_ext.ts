@@ -121,6 +121,7 @@ export interface DiffResult {
   branch: string;
   baseCommit: string;
   head: string;
+  uncommitted?: boolean;
   diff: string;
   stat: DiffStat;
   files: FileChange[] | null;

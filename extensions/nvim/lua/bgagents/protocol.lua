@@ -107,6 +107,7 @@
 ---@field branch string
 ---@field baseCommit string
 ---@field head string
+---@field uncommitted? boolean
 ---@field diff string
 ---@field stat bgagents.DiffStat
 ---@field files bgagents.FileChange[]|nil
