@@ -150,6 +150,27 @@ type Agent struct {
 	BudgetTokens int64   `json:"budgetTokens,omitempty"`
 	// ReadOnly agents may read but not change the worktree (reviewers).
 	ReadOnly bool `json:"readOnly,omitempty"`
+	// ReviewOf is set on a reviewer: the id of the agent it reviews.
+	ReviewOf string `json:"reviewOf,omitempty"`
+	// Reviews of this agent's work, oldest first.
+	Reviews []Review `json:"reviews,omitempty"`
+	// After is the agent this one waits for (a pipeline step): it starts
+	// on that agent's branch once it has succeeded.
+	After string `json:"after,omitempty"`
+	// Group ties the variants of a fan-out together; Variant is this
+	// agent's number in it (1-based).
+	Group   string `json:"group,omitempty"`
+	Variant int    `json:"variant,omitempty"`
+	// Integrates lists the agents whose branches an integration agent
+	// merged into its own before it started.
+	Integrates []string `json:"integrates,omitempty"`
+	// Conflicts are the other live agents, and the base branch, whose
+	// changes would conflict with this agent's branch if both landed.
+	Conflicts []Conflict `json:"conflicts,omitempty"`
+	// Pushed is set once the branch was pushed.
+	Pushed *Push `json:"pushed,omitempty"`
+	// PullRequest is the URL of the pull request opened for the branch.
+	PullRequest string `json:"pullRequest,omitempty"`
 	// SessionID is the vendor's conversation id; follow-ups resume it.
 	SessionID string `json:"sessionId,omitempty"`
 	// Turns counts the agent's turns over all its runs.
@@ -205,7 +226,87 @@ func (a *Agent) Clone() *Agent {
 		c.StalledSince = &v
 	}
 	c.Questions = append([]Question(nil), a.Questions...)
+	c.Reviews = nil
+	for _, r := range a.Reviews {
+		c.Reviews = append(c.Reviews, r.clone())
+	}
+	c.Integrates = append([]string(nil), a.Integrates...)
+	c.Conflicts = nil
+	for _, x := range a.Conflicts {
+		x.Files = append([]string(nil), x.Files...)
+		c.Conflicts = append(c.Conflicts, x)
+	}
+	if a.Pushed != nil {
+		p := *a.Pushed
+		c.Pushed = &p
+	}
 	return &c
+}
+
+// Review is a reviewer agent's verdict on another agent's work.
+type Review struct {
+	// ID and Name are the reviewer agent's.
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Agent string `json:"agent"`
+	Model string `json:"model,omitempty"`
+	// Head is the commit that was reviewed.
+	Head string `json:"head"`
+	// State is the reviewer's state: live while it works.
+	State State `json:"state"`
+	// Verdict is "approve", "request_changes" or "comment" once it ended
+	// ("" while it works or when it failed).
+	Verdict  string    `json:"verdict,omitempty"`
+	Summary  string    `json:"summary,omitempty"`
+	Findings []Finding `json:"findings,omitempty"`
+	// Error says why the review has no verdict.
+	Error      string     `json:"error,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+}
+
+func (r Review) clone() Review {
+	r.Findings = append([]Finding(nil), r.Findings...)
+	if r.FinishedAt != nil {
+		t := *r.FinishedAt
+		r.FinishedAt = &t
+	}
+	return r
+}
+
+// Verdicts a review can give.
+const (
+	VerdictApprove        = "approve"
+	VerdictRequestChanges = "request_changes"
+	VerdictComment        = "comment"
+)
+
+// Finding is one problem a reviewer found.
+type Finding struct {
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
+	// Severity is "high", "medium" or "low".
+	Severity string `json:"severity,omitempty"`
+	Message  string `json:"message"`
+}
+
+// Conflict says that two branches would not merge cleanly.
+type Conflict struct {
+	// Agent and Name identify the other agent; both are empty when the
+	// conflict is with the base branch named by Base.
+	Agent string `json:"agent,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Base  string `json:"base,omitempty"`
+	// Files are the paths that would conflict.
+	Files []string `json:"files"`
+}
+
+// Push records where an agent's branch was pushed.
+type Push struct {
+	Remote string    `json:"remote"`
+	Branch string    `json:"branch"`
+	Commit string    `json:"commit"`
+	At     time.Time `json:"at"`
 }
 
 // Question is something an agent asked, or a permission it was refused,

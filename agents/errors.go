@@ -26,6 +26,9 @@ var (
 	ErrConfig = errors.New("invalid configuration")
 	// ErrNotRepo: the directory is not in a git repository.
 	ErrNotRepo = errors.New("not a git repository")
+	// ErrExternal: a tool outside bgagents (git push, gh) is missing or
+	// failed.
+	ErrExternal = errors.New("external tool failed")
 )
 
 // kindError carries a message for people and a kind for programs.

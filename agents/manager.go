@@ -53,7 +53,22 @@ type SpawnRequest struct {
 	BudgetUSD    float64
 	BudgetTokens int64
 	ReadOnly     bool
+	// After makes the agent a pipeline step: it waits until that agent
+	// succeeded and then starts on its branch, with its result in the
+	// prompt.
+	After string
+	// Variants starts that many agents on the same task (a fan-out);
+	// Agents, when given, are the configured agents they take in turn.
+	Variants int
+	Agents   []string
+
+	// set by Review and Integrate
+	reviewOf   string
+	integrates []string
 }
+
+// MaxVariants bounds a fan-out.
+const MaxVariants = 10
 
 // Manager supervises every agent of every repository: it owns the store,
 // the queue, the shims and the event bus.
@@ -78,6 +93,8 @@ type Manager struct {
 	portMu sync.Mutex
 
 	pool warmPool
+
+	conflicts *conflictTracker
 
 	// guards every agent's event log: appends and the publishing of the
 	// appended events happen under it, so a follower that reads the log and
@@ -185,6 +202,7 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	}
 	m.wg.Add(1)
 	go m.dispatchWatch()
+	m.conflicts = newConflictTracker(m)
 	return m, nil
 }
 
@@ -273,6 +291,19 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	for repo := range repos {
 		m.schedule(repo)
+	}
+	// Branches may have moved while no daemon watched them.
+	done, err := m.store.List(ctx, "", []State{StateSucceeded, StateFailed, StateCancelled, StateNeedsInput, StateLost, StateRunning})
+	if err != nil {
+		return err
+	}
+	for _, a := range done {
+		if !repos[a.Repo] {
+			repos[a.Repo] = true
+		}
+	}
+	for repo := range repos {
+		m.conflicts.kick(repo)
 	}
 	return nil
 }
@@ -374,8 +405,82 @@ func (m *Manager) newRun(a *Agent) *run {
 }
 
 // Spawn validates a request, records the agent as queued and schedules it.
-// It returns at once; the worktree is prepared in the background.
+// It returns at once; the worktree is prepared in the background. A
+// request for several variants returns the first; see SpawnGroup.
 func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
+	as, err := m.SpawnGroup(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return as[0], nil
+}
+
+// SpawnGroup spawns the agents of a request: one, or req.Variants (a
+// fan-out sharing a group id), taking req.Agents in turn. Every variant is
+// validated before any is recorded.
+func (m *Manager) SpawnGroup(ctx context.Context, req SpawnRequest) ([]*Agent, error) {
+	if req.Variants < 0 || req.Variants > MaxVariants {
+		return nil, Errorf(ErrInvalid, "variants must be between 1 and %d", MaxVariants)
+	}
+	if req.Agent != "" && len(req.Agents) > 0 {
+		return nil, Errorf(ErrInvalid, "give either agent or agents, not both")
+	}
+	names := req.Agents
+	if req.Agent != "" {
+		names = []string{req.Agent}
+	}
+	n := req.Variants
+	if n == 0 {
+		n = max(1, len(names))
+	}
+	if n > 1 && (req.reviewOf != "" || len(req.integrates) > 0) {
+		return nil, Errorf(ErrInvalid, "reviews and integrations run one agent")
+	}
+	drafts := make([]*draft, n)
+	for i := range drafts {
+		r := req
+		r.Agent = ""
+		if len(names) > 0 {
+			r.Agent = names[i%len(names)]
+		}
+		d, err := m.draft(ctx, r)
+		if err != nil {
+			if n > 1 {
+				return nil, fmt.Errorf("variant %d: %w", i+1, err)
+			}
+			return nil, err
+		}
+		drafts[i] = d
+	}
+	group := ""
+	if n > 1 {
+		group = newID()[:8]
+	}
+	out := make([]*Agent, 0, n)
+	for i, d := range drafts {
+		if n > 1 {
+			d.a.Group, d.a.Variant = group, i+1
+			d.stem = fmt.Sprintf("%s-v%d", strings.TrimSuffix(worktree.Slugify(d.stem, 60), "-"), i+1)
+		}
+		a, err := m.record(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// draft is a validated agent record before it has a name.
+type draft struct {
+	a     *Agent
+	stem  string
+	exact bool // stem was given as the name
+	wtDir string
+}
+
+// draft validates a request and builds the record of one agent.
+func (m *Manager) draft(ctx context.Context, req SpawnRequest) (*draft, error) {
 	task := strings.TrimSpace(req.Task)
 	if task == "" {
 		return nil, Errorf(ErrInvalid, "task is empty: say what the agent should do")
@@ -414,27 +519,47 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 		model = cfg.Defaults.Model
 	}
 	// A missing CLI fails the spawn now, not later in the background.
-	if _, _, err := prov.Command(spec, providers.Task{Prompt: task, Worktree: repo, Model: model}); err != nil {
+	if _, _, err := prov.Command(spec, providers.Task{Prompt: task, Worktree: repo, Model: model, ReadOnly: req.ReadOnly}); err != nil {
 		if errors.Is(err, providers.ErrNotInstalled) {
 			return nil, Errorf(ErrUnavailable, "agent %q cannot run: %w", agentName, err)
 		}
 		return nil, Errorf(ErrConfig, "%w", err)
 	}
-	base := req.Base
-	if base == "" {
-		base = cfg.Defaults.Base
-	}
-	if base == "" {
-		if base, err = worktree.CurrentBranch(ctx, repo); err != nil {
-			return nil, Errorf(ErrInvalid, "%w", err)
+	base, baseCommit, after := req.Base, "", ""
+	if req.After != "" {
+		if base != "" {
+			return nil, Errorf(ErrInvalid, "after and base cannot be combined: a pipeline step starts on the branch of the agent it follows")
 		}
-	}
-	if strings.HasPrefix(base, "-") {
-		return nil, Errorf(ErrInvalid, "base %q must not start with '-'", base)
-	}
-	baseCommit, err := worktree.ResolveCommit(ctx, repo, base)
-	if err != nil {
-		return nil, Errorf(ErrInvalid, "base %q: %w", base, err)
+		dep, err := m.Resolve(ctx, req.After, repo)
+		if err != nil {
+			return nil, err
+		}
+		if dep.Repo != repo {
+			return nil, Errorf(ErrInvalid, "agent %s belongs to %s, not %s", dep.Name, dep.Repo, repo)
+		}
+		switch {
+		case dep.State.Landed():
+			return nil, Errorf(ErrState, "agent %s was already %s; spawn on its base instead of after it", dep.Name, dep.State)
+		case dep.State == StateFailed || dep.State == StateCancelled || dep.State == StateLost:
+			return nil, Errorf(ErrState, "agent %s %s, so a step after it would never start; send it a follow-up or spawn without after", dep.Name, dep.State)
+		}
+		// The commit is fixed when the dependency succeeds.
+		base, after = dep.Branch, dep.ID
+	} else {
+		if base == "" {
+			base = cfg.Defaults.Base
+		}
+		if base == "" {
+			if base, err = worktree.CurrentBranch(ctx, repo); err != nil {
+				return nil, Errorf(ErrInvalid, "%w", err)
+			}
+		}
+		if strings.HasPrefix(base, "-") {
+			return nil, Errorf(ErrInvalid, "base %q must not start with '-'", base)
+		}
+		if baseCommit, err = worktree.ResolveCommit(ctx, repo, base); err != nil {
+			return nil, Errorf(ErrInvalid, "base %q: %w", base, err)
+		}
 	}
 	timeout := req.Timeout
 	if timeout == 0 {
@@ -466,10 +591,22 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 	} else {
 		stem = worktree.Slugify(task, 40)
 	}
-	wtDir := cfg.WorktreeDir(repo)
+	a := &Agent{
+		Task: task, Context: req.Context,
+		Agent: agentName, Provider: spec.Provider, Model: model,
+		Repo: repo, Base: base, BaseCommit: baseCommit, State: StateQueued,
+		Timeout:  Duration(timeout),
+		MaxTurns: maxTurns, BudgetUSD: budgetUSD, BudgetTokens: budgetTokens, ReadOnly: req.ReadOnly,
+		After: after, ReviewOf: req.reviewOf, Integrates: req.integrates,
+	}
+	return &draft{a: a, stem: stem, exact: req.Name != "", wtDir: cfg.WorktreeDir(repo)}, nil
+}
 
+// record names a drafted agent, stores it as queued and schedules it.
+func (m *Manager) record(ctx context.Context, d *draft) (*Agent, error) {
+	a, repo := d.a, d.a.Repo
 	m.mu.Lock()
-	name, err := m.uniqueNameLocked(ctx, repo, stem, wtDir, req.Name != "")
+	name, err := m.uniqueNameLocked(ctx, repo, d.stem, d.wtDir, d.exact)
 	if err != nil {
 		m.mu.Unlock()
 		return nil, err
@@ -484,14 +621,9 @@ func (m *Manager) Spawn(ctx context.Context, req SpawnRequest) (*Agent, error) {
 	}()
 
 	now := time.Now().UTC()
-	a := &Agent{
-		ID: newID(), Name: name, Task: task, Context: req.Context,
-		Agent: agentName, Provider: spec.Provider, Model: model,
-		Repo: repo, Worktree: filepath.Join(wtDir, name), Branch: "bgagents/" + name,
-		Base: base, BaseCommit: baseCommit, State: StateQueued,
-		CreatedAt: now, UpdatedAt: now, Timeout: Duration(timeout),
-		MaxTurns: maxTurns, BudgetUSD: budgetUSD, BudgetTokens: budgetTokens, ReadOnly: req.ReadOnly,
-	}
+	a.ID, a.Name = newID(), name
+	a.Worktree, a.Branch = filepath.Join(d.wtDir, name), "bgagents/"+name
+	a.CreatedAt, a.UpdatedAt = now, now
 	if err := os.MkdirAll(m.agentDir(a.ID), 0o700); err != nil {
 		return nil, fmt.Errorf("spawn: state directory: %w", err)
 	}
@@ -580,12 +712,18 @@ func (m *Manager) schedule(repo string) {
 		m.log.Error("schedule", zap.Error(err))
 		return
 	}
+	waiting := map[string]bool{}
+	for _, a := range queued {
+		if a.After != "" && a.BaseCommit == "" && !m.dependencyReady(a) {
+			waiting[a.ID] = true
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	rs := m.repoLocked(repo)
 	for i := len(queued) - 1; i >= 0 && rs.active < limit; i-- {
 		a := queued[i]
-		if m.runs[a.ID] != nil {
+		if m.runs[a.ID] != nil || waiting[a.ID] {
 			continue
 		}
 		r := m.newRun(a)
@@ -661,6 +799,18 @@ func (m *Manager) provision(r *run) {
 		fail("start", context.Canceled)
 		return
 	}
+	integration := ""
+	if len(a.Integrates) > 0 {
+		progress("merging the branches to integrate")
+		rs := m.repo(a.Repo)
+		rs.git.Lock()
+		integration, err = m.integrateBranches(ctx, a)
+		rs.git.Unlock()
+		if err != nil {
+			fail("merge branches", err)
+			return
+		}
+	}
 	if stage, err := m.prepare(ctx, r, a, cfg, warm, progress); err != nil {
 		if stage == "setup" {
 			m.drainSetupOutput(r)
@@ -678,8 +828,14 @@ func (m *Manager) provision(r *run) {
 		fail("agent", err)
 		return
 	}
+	prompt, err := m.prompt(ctx, a)
+	if err != nil {
+		fail("prompt", err)
+		return
+	}
+	prompt += integration
 	task := providers.Task{
-		ID: a.ID, Prompt: promptFor(a), Worktree: a.Worktree, Branch: a.Branch, Base: a.Base,
+		ID: a.ID, Prompt: prompt, Worktree: a.Worktree, Branch: a.Branch, Base: a.Base,
 		Model: a.Model, MaxTurns: a.MaxTurns, ReadOnly: a.ReadOnly,
 	}
 	argv, env, err := prov.Command(spec, task)
@@ -1393,7 +1549,11 @@ func (m *Manager) transitionLocked(ctx context.Context, id string, to State, rea
 	if err := m.store.PutTransition(ctx, a, from, reason); err != nil {
 		return nil, err
 	}
+	if a.ReviewOf != "" && from != to {
+		m.attachReview(a.Clone())
+	}
 	m.publishAgent(a)
+	m.afterTransition(a.Clone(), from)
 	return a.Clone(), nil
 }
 

@@ -45,6 +45,10 @@ func init() {
 		MethodStopDaemon:           (*Session).stopDaemon,
 		MethodMessage:              (*Session).message,
 		MethodAgents:               (*Session).agentsList,
+		MethodReview:               (*Session).review,
+		MethodPush:                 (*Session).push,
+		MethodPullRequest:          (*Session).pullRequest,
+		MethodIntegrate:            (*Session).integrate,
 	}
 }
 
@@ -79,16 +83,28 @@ func (s *Session) spawn(ctx context.Context, params json.RawMessage) (any, error
 	if err := decode(params, &p); err != nil {
 		return nil, err
 	}
-	a, err := s.spawnAgent(ctx, p)
+	as, err := s.spawnAgents(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	return AgentResult{Agent: a}, nil
+	res := SpawnResult{Agent: as[0]}
+	if len(as) > 1 {
+		res.Agents = as
+	}
+	return res, nil
 }
 
 // spawnAgent spawns and, for LSP clients that support it, reports the
 // worktree being prepared as work-done progress.
 func (s *Session) spawnAgent(ctx context.Context, p SpawnParams) (*agents.Agent, error) {
+	as, err := s.spawnAgents(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return as[0], nil
+}
+
+func (s *Session) spawnAgents(ctx context.Context, p SpawnParams) ([]*agents.Agent, error) {
 	if p.Repo != "" && !filepath.IsAbs(p.Repo) {
 		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"repo\" must be an absolute path, not %q", p.Repo)
 	}
@@ -96,16 +112,69 @@ func (s *Session) spawnAgent(ctx context.Context, p SpawnParams) (*agents.Agent,
 	if err != nil {
 		return nil, err
 	}
-	a, err := mgr.Spawn(ctx, agents.SpawnRequest{
+	as, err := mgr.SpawnGroup(ctx, agents.SpawnRequest{
 		Task: p.Task, Name: p.Name, Agent: p.Agent, Model: p.Model, Repo: p.Repo, Base: p.Base,
 		Timeout: time.Duration(p.Timeout), Context: p.Context,
 		MaxTurns: p.MaxTurns, BudgetUSD: p.BudgetUSD, BudgetTokens: p.BudgetTokens, ReadOnly: p.ReadOnly,
+		After: p.After, Variants: p.Variants, Agents: p.Agents,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.beginProgress(a)
-	return a, nil
+	for _, a := range as {
+		s.beginProgress(a)
+	}
+	return as, nil
+}
+
+func (s *Session) review(ctx context.Context, params json.RawMessage) (any, error) {
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *ReviewParams) (any, error) {
+		rev, err := mgr.Review(ctx, a.ID, a.Repo, p.Agent, p.Model)
+		if err == nil {
+			s.beginProgress(rev)
+		}
+		return agentResult(rev, err)
+	})
+}
+
+func (s *Session) push(ctx context.Context, params json.RawMessage) (any, error) {
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *PushParams) (any, error) {
+		return agentResult(mgr.Push(ctx, a.ID, a.Repo, agents.PushOptions{Remote: p.Remote}))
+	})
+}
+
+func (s *Session) pullRequest(ctx context.Context, params json.RawMessage) (any, error) {
+	return onAgent(ctx, s, params, func(mgr *agents.Manager, a *agents.Agent, p *PushParams) (any, error) {
+		return agentResult(mgr.PullRequest(ctx, a.ID, a.Repo, agents.PushOptions{Remote: p.Remote, Base: p.Base, Title: p.Title, Draft: p.Draft}))
+	})
+}
+
+func (s *Session) integrate(ctx context.Context, params json.RawMessage) (any, error) {
+	var p IntegrateParams
+	if err := decode(params, &p); err != nil {
+		return nil, err
+	}
+	if len(p.IDs) < 2 {
+		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"ids\" needs at least two agents")
+	}
+	if p.Repo != "" && !filepath.IsAbs(p.Repo) {
+		return nil, jsonrpc2.Errorf(jsonrpc2.InvalidParams, "invalid params: field \"repo\" must be an absolute path, not %q", p.Repo)
+	}
+	mgr, err := s.manager(ctx)
+	if err != nil {
+		return nil, err
+	}
+	repo := p.Repo
+	if repo != "" {
+		if repo, err = worktree.RepoRoot(ctx, repo); err != nil {
+			return nil, agents.Errorf(agents.ErrNotRepo, "%s is not inside a git repository: %w", p.Repo, err)
+		}
+	}
+	a, err := mgr.Integrate(ctx, p.IDs, agents.SpawnRequest{Task: p.Task, Name: p.Name, Agent: p.Agent, Model: p.Model, Repo: repo, Base: p.Base})
+	if err == nil {
+		s.beginProgress(a)
+	}
+	return agentResult(a, err)
 }
 
 func (s *Session) beginProgress(a *agents.Agent) {
@@ -261,6 +330,8 @@ func (p *DiffParams) ref() (string, string)    { return p.ID, p.Repo }
 func (p *MergeParams) ref() (string, string)   { return p.ID, p.Repo }
 func (p *DiscardParams) ref() (string, string) { return p.ID, p.Repo }
 func (p *MessageParams) ref() (string, string) { return p.ID, p.Repo }
+func (p *ReviewParams) ref() (string, string)  { return p.ID, p.Repo }
+func (p *PushParams) ref() (string, string)    { return p.ID, p.Repo }
 
 // onAgent decodes params of type P, finds the agent they name and runs do.
 func onAgent[P any, PP interface {

@@ -31,6 +31,10 @@ const (
 	MethodStopDaemon   = "bgagents/stopDaemon"
 	MethodMessage      = "bgagents/message"
 	MethodAgents       = "bgagents/agents"
+	MethodReview       = "bgagents/review"
+	MethodPush         = "bgagents/push"
+	MethodPullRequest  = "bgagents/pullRequest"
+	MethodIntegrate    = "bgagents/integrate"
 )
 
 // Custom notifications (daemon → client).
@@ -57,6 +61,7 @@ const (
 	CodeNotARepository jsonrpc2.Code = -32047
 	CodeNotReady       jsonrpc2.Code = -32048
 	CodeShutdown       jsonrpc2.Code = -32049
+	CodeExternal       jsonrpc2.Code = -32050
 )
 
 // HelloParams introduces a client.
@@ -103,6 +108,63 @@ type SpawnParams struct {
 	BudgetTokens int64 `json:"budgetTokens,omitempty"`
 	// ReadOnly runs the agent in its vendor's read-only mode.
 	ReadOnly bool `json:"readOnly,omitempty"`
+	// After makes the agent a pipeline step: it stays queued until that
+	// agent (a reference) succeeds, then starts on its branch with its
+	// result in the prompt. Cannot be combined with Base.
+	After string `json:"after,omitempty"`
+	// Variants starts that many agents on the task (a fan-out, 1-10)
+	// sharing a group id.
+	Variants int `json:"variants,omitempty"`
+	// Agents are the configured agents the variants take in turn; giving
+	// several without Variants starts one variant each. Not with Agent.
+	Agents []string `json:"agents,omitempty"`
+}
+
+// SpawnResult is the spawned agent; Agents lists every variant of a
+// fan-out (Agent is the first).
+type SpawnResult struct {
+	Agent  *agents.Agent   `json:"agent"`
+	Agents []*agents.Agent `json:"agents,omitempty"`
+}
+
+// ReviewParams starts a reviewer on an agent's work.
+type ReviewParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+	// Agent reviews; default: [review] agent, else the writer's agent.
+	Agent string `json:"agent,omitempty"`
+	Model string `json:"model,omitempty"`
+}
+
+// PushParams pushes an agent's branch; for bgagents/pullRequest it also
+// opens a pull request with the GitHub CLI.
+type PushParams struct {
+	ID   string `json:"id"`
+	Repo string `json:"repo,omitempty"`
+	// Remote defaults to [push] remote, else "origin".
+	Remote string `json:"remote,omitempty"`
+	// Base is the pull request's base branch (default: the agent's base).
+	Base string `json:"base,omitempty"`
+	// Title of the pull request (default: the task's first line).
+	Title string `json:"title,omitempty"`
+	// Draft opens a draft pull request.
+	Draft bool `json:"draft,omitempty"`
+}
+
+// IntegrateParams starts an agent on a branch that merges the branches of
+// several agents, asked to resolve their conflicts.
+type IntegrateParams struct {
+	// IDs are two or more agent references.
+	IDs  []string `json:"ids"`
+	Repo string   `json:"repo,omitempty"`
+	// Task defaults to a request to resolve the conflicts and keep every
+	// change's intent.
+	Task  string `json:"task,omitempty"`
+	Name  string `json:"name,omitempty"`
+	Agent string `json:"agent,omitempty"`
+	Model string `json:"model,omitempty"`
+	// Base defaults to the first agent's base.
+	Base string `json:"base,omitempty"`
 }
 
 // AgentsParams asks which agents a repository can run.
@@ -316,7 +378,7 @@ type MethodSpec struct {
 // Requests lists every custom request, with its params and result types.
 var Requests = []MethodSpec{
 	{MethodHello, HelloParams{}, HelloResult{}},
-	{MethodSpawn, SpawnParams{}, AgentResult{}},
+	{MethodSpawn, SpawnParams{}, SpawnResult{}},
 	{MethodList, ListParams{}, ListResult{}},
 	{MethodGet, IDParams{}, GetResult{}},
 	{MethodWait, IDParams{}, AgentResult{}},
@@ -329,6 +391,10 @@ var Requests = []MethodSpec{
 	{MethodOpenWorktree, IDParams{}, OpenWorktreeResult{}},
 	{MethodMessage, MessageParams{}, AgentResult{}},
 	{MethodAgents, AgentsParams{}, AgentsResult{}},
+	{MethodReview, ReviewParams{}, AgentResult{}},
+	{MethodPush, PushParams{}, AgentResult{}},
+	{MethodPullRequest, PushParams{}, AgentResult{}},
+	{MethodIntegrate, IntegrateParams{}, AgentResult{}},
 	{MethodStopDaemon, struct{}{}, StopResult{}},
 }
 
@@ -353,6 +419,7 @@ var ErrorCodes = []struct {
 	{"NotARepository", CodeNotARepository},
 	{"NotReady", CodeNotReady},
 	{"Shutdown", CodeShutdown},
+	{"External", CodeExternal},
 }
 
 // OKResult is the result of bgagents/unfollow.

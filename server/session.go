@@ -374,6 +374,8 @@ func toRPCError(err error) error {
 		code = CodeConfig
 	case errors.Is(err, agents.ErrNotRepo):
 		code = CodeNotARepository
+	case errors.Is(err, agents.ErrExternal):
+		code = CodeExternal
 	}
 	return jsonrpc2.NewError(code, err.Error())
 }

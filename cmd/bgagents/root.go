@@ -50,6 +50,7 @@ survives terminals, editors and its own restarts.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(
 		spawnCmd(), lsCmd(), showCmd(), logsCmd(), diffCmd(), openCmd(), msgCmd(), cancelCmd(), mergeCmd(), rmCmd(),
+		reviewCmd(), pushCmd(), prCmd(), integrateCmd(),
 		daemonCmd(), lspCmd(), doctorCmd(), versionCmd(), shimCmd(),
 	)
 	return root
@@ -159,10 +160,11 @@ func printJSON(w io.Writer, v any) error {
 }
 
 func spawnCmd() *cobra.Command {
-	var repo, agent, model, name, base string
+	var repo, model, name, base, after string
+	var agentNames []string
 	var timeout time.Duration
 	var wait, asJSON, readOnly bool
-	var maxTurns int
+	var maxTurns, variants int
 	var budgetUSD float64
 	var budgetTokens int64
 	c := &cobra.Command{
@@ -180,45 +182,74 @@ func spawnCmd() *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			var res server.AgentResult
+			var res server.SpawnResult
 			p := server.SpawnParams{
-				Task: strings.Join(args, " "), Repo: dir, Agent: agent, Model: model, Name: name, Base: base, Timeout: agents.Duration(timeout),
+				Task: strings.Join(args, " "), Repo: dir, Model: model, Name: name, Base: base, Timeout: agents.Duration(timeout),
 				MaxTurns: maxTurns, BudgetUSD: budgetUSD, BudgetTokens: budgetTokens, ReadOnly: readOnly,
+				After: after, Variants: variants,
+			}
+			if len(agentNames) == 1 {
+				p.Agent = agentNames[0]
+			} else {
+				p.Agents = agentNames
 			}
 			if err := c.Call(ctx, server.MethodSpawn, p, &res); err != nil {
 				return err
 			}
-			a := res.Agent
+			all := res.Agents
+			if len(all) == 0 {
+				all = []*agents.Agent{res.Agent}
+			}
 			if wait {
-				if !asJSON {
-					fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s on %s, waiting…\n", a.ID, a.Name, a.Branch)
+				for i, a := range all {
+					if !asJSON {
+						how := "waiting…"
+						if a.After != "" {
+							how = "waiting for the step before it…"
+						}
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s on %s, %s\n", a.ID, a.Name, a.Branch, how)
+					}
+					done, err := waitAgent(ctx, c, a.ID)
+					if err != nil {
+						return err
+					}
+					all[i] = done
 				}
-				done, err := waitAgent(ctx, c, a.ID)
-				if err != nil {
-					return err
-				}
-				a = done
 			}
 			if asJSON {
-				if err := printJSON(cmd.OutOrStdout(), a); err != nil {
+				var v any = all[0]
+				if len(all) > 1 {
+					v = all
+				}
+				if err := printJSON(cmd.OutOrStdout(), v); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintln(cmd.OutOrStdout(), a.ID)
-			}
-			if wait && a.State != agents.StateSucceeded {
-				if !asJSON {
-					fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
-					if a.State == agents.StateNeedsInput {
-						hint := ""
-						for _, q := range a.Questions {
-							if q.Tool != "" {
-								hint = " (add --allow to allow what it was refused)"
-							}
-						}
-						fmt.Fprintf(cmd.ErrOrStderr(), "answer with: bgagents msg %s \"...\"%s\n", a.Name, hint)
-					}
+				for _, a := range all {
+					fmt.Fprintln(cmd.OutOrStdout(), a.ID)
 				}
+			}
+			failed := false
+			for _, a := range all {
+				if !wait || a.State == agents.StateSucceeded {
+					continue
+				}
+				failed = true
+				if asJSON {
+					continue
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
+				if a.State == agents.StateNeedsInput {
+					hint := ""
+					for _, q := range a.Questions {
+						if q.Tool != "" {
+							hint = " (add --allow to allow what it was refused)"
+						}
+					}
+					fmt.Fprintf(cmd.ErrOrStderr(), "answer with: bgagents msg %s \"...\"%s\n", a.Name, hint)
+				}
+			}
+			if failed {
 				return &exitError{code: 1}
 			}
 			return nil
@@ -226,7 +257,7 @@ func spawnCmd() *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVar(&repo, "repo", "", "repository (default: the one containing the current directory)")
-	f.StringVar(&agent, "agent", "", "agent to run, from [agents.NAME] in .bgagents.toml (default: [defaults].agent)")
+	f.StringArrayVar(&agentNames, "agent", nil, "agent to run, from [agents.NAME] in .bgagents.toml (default: [defaults].agent); repeat it to give variants different agents")
 	f.StringVar(&model, "model", "", "model for the agent")
 	f.StringVar(&name, "name", "", "agent name (default: from the task); the branch is bgagents/NAME")
 	f.StringVar(&base, "base", "", "branch or commit to start from (default: the branch checked out)")
@@ -237,6 +268,8 @@ func spawnCmd() *cobra.Command {
 	f.Float64Var(&budgetUSD, "budget-usd", 0, "stop the agent when its cost passes this many US dollars (default: config)")
 	f.Int64Var(&budgetTokens, "budget-tokens", 0, "stop the agent when its input+output tokens pass this (default: config)")
 	f.BoolVar(&readOnly, "read-only", false, "run the agent in its read-only mode (it may not change files)")
+	f.StringVar(&after, "after", "", "pipeline step: wait until agent ID succeeds, then start on its branch with its result in the prompt")
+	f.IntVarP(&variants, "variants", "n", 0, "fan-out: start this many agents on the task (default: one per --agent)")
 	f.SetInterspersed(false)
 	return c
 }
@@ -279,7 +312,7 @@ func printTable(w io.Writer, as []*agents.Agent, withRepo bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	head := "ID\tNAME\tSTATE\tAGENT\tBRANCH\tAGE\tDIFF\tCOST"
+	head := "ID\tNAME\tSTATE\tAGENT\tBRANCH\tAGE\tDIFF\tCOST\tNOTES"
 	if withRepo {
 		head += "\tREPO"
 	}
@@ -296,7 +329,7 @@ func printTable(w io.Writer, as []*agents.Agent, withRepo bool) error {
 				cost = "~" + cost // estimated from [prices]
 			}
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", a.ID, a.Name, a.State, a.Agent, a.Branch, age(a.CreatedAt), diff, cost)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", a.ID, a.Name, a.State, a.Agent, a.Branch, age(a.CreatedAt), diff, cost, orDash(notes(a)))
 		if withRepo {
 			line += "\t" + a.Repo
 		}
@@ -385,6 +418,28 @@ func showCmd() *cobra.Command {
 			for _, q := range a.Questions {
 				row("question", q.Text)
 			}
+			if a.Group != "" {
+				row("variant", fmt.Sprintf("%d of group %s", a.Variant, a.Group))
+			}
+			row("after", a.After)
+			row("reviews", a.ReviewOf)
+			row("integrates", strings.Join(a.Integrates, ", "))
+			for _, r := range a.Reviews {
+				var b strings.Builder
+				printReview(&b, r)
+				row("review", strings.TrimRight(strings.ReplaceAll(b.String(), "\n  ", "\n\t  "), "\n"))
+			}
+			for _, c := range a.Conflicts {
+				with := "agent " + c.Name
+				if c.Name == "" {
+					with = "base " + c.Base
+				}
+				row("conflicts", fmt.Sprintf("with %s in %s", with, strings.Join(c.Files, ", ")))
+			}
+			if a.Pushed != nil {
+				row("pushed", fmt.Sprintf("%s to %s at %s", shortSHA(a.Pushed.Commit), a.Pushed.Remote, a.Pushed.At.Local().Format(time.RFC3339)))
+			}
+			row("pull request", a.PullRequest)
 			for _, t := range res.History {
 				row("history", fmt.Sprintf("%s %s → %s: %s", t.At.Local().Format("15:04:05"), orDash(string(t.From)), t.To, t.Reason))
 			}

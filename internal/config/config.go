@@ -108,6 +108,36 @@ type Database struct {
 	Path string `toml:"path"`
 }
 
+// Review is the [review] table.
+type Review struct {
+	// Auto starts a review when an agent that changed something succeeds.
+	Auto bool `toml:"auto"`
+	// Agent reviews (a configured agent or vendor); default: the writer's.
+	Agent string `toml:"agent"`
+	// Model overrides the reviewer's model.
+	Model string `toml:"model"`
+}
+
+// Push is the [push] table.
+type Push struct {
+	// Remote is where `bgagents push` and `bgagents pr` push (default
+	// "origin").
+	Remote string `toml:"remote"`
+	// Draft opens pull requests as drafts.
+	Draft bool `toml:"draft"`
+}
+
+// DefaultRemote is the remote pushed to when [push] remote is not set.
+const DefaultRemote = "origin"
+
+// PushRemote is [push] remote, or "origin".
+func (c *Config) PushRemote() string {
+	if c.Push.Remote != "" {
+		return c.Push.Remote
+	}
+	return DefaultRemote
+}
+
 // Config is the merged configuration for one repository.
 type Config struct {
 	Defaults Defaults         `toml:"defaults"`
@@ -116,6 +146,8 @@ type Config struct {
 	Prices   map[string]Price `toml:"prices"`
 	Ports    Ports            `toml:"ports"`
 	Database Database         `toml:"database"`
+	Review   Review           `toml:"review"`
+	Push     Push             `toml:"push"`
 
 	// Files lists the files that were read, user file first.
 	Files []string `toml:"-"`
@@ -348,6 +380,27 @@ func (c *Config) mergeFile(path string) error {
 			return fmt.Errorf("config %s: database.kind must be \"postgres\" or \"sqlite\", not %q", path, f.Database.Kind)
 		}
 		c.Database = f.Database
+	}
+	if set("review.auto") {
+		c.Review.Auto = f.Review.Auto
+	}
+	if set("review.agent") {
+		if err := validName(f.Review.Agent); err != nil {
+			return fmt.Errorf("config %s: review.agent: %w", path, err)
+		}
+		c.Review.Agent = f.Review.Agent
+	}
+	if set("review.model") {
+		c.Review.Model = f.Review.Model
+	}
+	if set("push.remote") {
+		if f.Push.Remote == "" || strings.HasPrefix(f.Push.Remote, "-") || strings.ContainsAny(f.Push.Remote, " \t\n") {
+			return fmt.Errorf("config %s: push.remote %q is not a remote name (e.g. \"origin\")", path, f.Push.Remote)
+		}
+		c.Push.Remote = f.Push.Remote
+	}
+	if set("push.draft") {
+		c.Push.Draft = f.Push.Draft
 	}
 	for name, a := range f.Agents {
 		if err := validName(name); err != nil {

@@ -44,7 +44,7 @@ func TestEveryMethodIsGenerated(t *testing.T) {
 			t.Errorf("%s missing from the generated files", m.Method)
 		}
 	}
-	for _, want := range []string{"export interface Agent {", "  state: State;", "  exitCode: number | null;", "  context?: Context | null;", "new lc.RequestType<SpawnParams, AgentResult, void>(\"bgagents/spawn\")"} {
+	for _, want := range []string{"export interface Agent {", "  state: State;", "  exitCode: number | null;", "  context?: Context | null;", "new lc.RequestType<SpawnParams, SpawnResult, void>(\"bgagents/spawn\")"} {
 		if !strings.Contains(ts, want) {
 			t.Errorf("TypeScript lacks %q", want)
 		}

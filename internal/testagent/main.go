@@ -17,6 +17,10 @@
 //	hang                 block forever
 //	exit N               exit with code N
 //
+// When TESTAGENT_SCRIPT is set, it is the script and the last argument is
+// only the prompt (for runs whose prompt the daemon writes: reviewers,
+// pipeline steps, integrations; "argv" records it).
+//
 // It is a real process with real signals: no part of it is mocked.
 package main
 
@@ -45,6 +49,11 @@ func main() {
 	// prompt last). It then prints the vendor's output format with json
 	// steps: it replays captured output, it does not imitate the vendor.
 	script := os.Args[len(os.Args)-1]
+	// Where the daemon writes the prompt itself (reviewers, pipeline
+	// steps), the test puts the script in the environment instead.
+	if s := os.Getenv("TESTAGENT_SCRIPT"); s != "" {
+		script = s
+	}
 	for _, step := range strings.Split(script, ";") {
 		f := strings.Fields(step)
 		if len(f) == 0 {

@@ -60,6 +60,15 @@ export interface Agent {
   budgetUsd?: number;
   budgetTokens?: number;
   readOnly?: boolean;
+  reviewOf?: string;
+  reviews?: Review[] | null;
+  after?: string;
+  group?: string;
+  variant?: number;
+  integrates?: string[] | null;
+  conflicts?: Conflict[] | null;
+  pushed?: Push | null;
+  pullRequest?: string;
   sessionId?: string;
   turns?: number;
   runs?: number;
@@ -98,6 +107,13 @@ export interface AgentsParams {
 export interface AgentsResult {
   default: string;
   agents: AgentInfo[] | null;
+}
+
+export interface Conflict {
+  agent?: string;
+  name?: string;
+  base?: string;
+  files: string[] | null;
 }
 
 export interface Context {
@@ -172,6 +188,13 @@ export interface FileChange {
   deletions: number;
 }
 
+export interface Finding {
+  file?: string;
+  line?: number;
+  severity?: string;
+  message: string;
+}
+
 export interface GetResult {
   agent: Agent | null;
   history: Transition[] | null;
@@ -193,6 +216,16 @@ export interface HelloResult {
 export interface IDParams {
   id: string;
   repo?: string;
+}
+
+export interface IntegrateParams {
+  ids: string[] | null;
+  repo?: string;
+  task?: string;
+  name?: string;
+  agent?: string;
+  model?: string;
+  base?: string;
 }
 
 export interface LSPPos {
@@ -257,11 +290,49 @@ export interface OutputParams {
   events: Event[] | null;
 }
 
+export interface Push {
+  remote: string;
+  branch: string;
+  commit: string;
+  at: string;
+}
+
+export interface PushParams {
+  id: string;
+  repo?: string;
+  remote?: string;
+  base?: string;
+  title?: string;
+  draft?: boolean;
+}
+
 export interface Question {
   text: string;
   tool?: string;
   path?: string;
   command?: string;
+}
+
+export interface Review {
+  id: string;
+  name: string;
+  agent: string;
+  model?: string;
+  head: string;
+  state: State;
+  verdict?: string;
+  summary?: string;
+  findings?: Finding[] | null;
+  error?: string;
+  createdAt: string;
+  finishedAt?: string | null;
+}
+
+export interface ReviewParams {
+  id: string;
+  repo?: string;
+  agent?: string;
+  model?: string;
 }
 
 export interface SendToAgentArgs {
@@ -289,6 +360,14 @@ export interface SpawnParams {
   budgetUsd?: number;
   budgetTokens?: number;
   readOnly?: boolean;
+  after?: string;
+  variants?: number;
+  agents?: string[] | null;
+}
+
+export interface SpawnResult {
+  agent: Agent | null;
+  agents?: (Agent | null)[] | null;
 }
 
 export interface StopResult {
@@ -313,7 +392,7 @@ export interface Usage {
 
 /** Custom requests (client → daemon). */
 export const hello = new lc.RequestType<HelloParams, HelloResult, void>("bgagents/hello");
-export const spawn = new lc.RequestType<SpawnParams, AgentResult, void>("bgagents/spawn");
+export const spawn = new lc.RequestType<SpawnParams, SpawnResult, void>("bgagents/spawn");
 export const list = new lc.RequestType<ListParams, ListResult, void>("bgagents/list");
 export const get = new lc.RequestType<IDParams, GetResult, void>("bgagents/get");
 export const wait = new lc.RequestType<IDParams, AgentResult, void>("bgagents/wait");
@@ -326,6 +405,10 @@ export const discard = new lc.RequestType<DiscardParams, AgentResult, void>("bga
 export const openWorktree = new lc.RequestType<IDParams, OpenWorktreeResult, void>("bgagents/openWorktree");
 export const message = new lc.RequestType<MessageParams, AgentResult, void>("bgagents/message");
 export const agents = new lc.RequestType<AgentsParams, AgentsResult, void>("bgagents/agents");
+export const review = new lc.RequestType<ReviewParams, AgentResult, void>("bgagents/review");
+export const push = new lc.RequestType<PushParams, AgentResult, void>("bgagents/push");
+export const pullRequest = new lc.RequestType<PushParams, AgentResult, void>("bgagents/pullRequest");
+export const integrate = new lc.RequestType<IntegrateParams, AgentResult, void>("bgagents/integrate");
 export const stopDaemon = new lc.RequestType<Record<string, never>, StopResult, void>("bgagents/stopDaemon");
 
 /** Custom notifications (daemon → client). */
@@ -347,4 +430,5 @@ export const ErrorCodes = {
   NotARepository: -32047,
   NotReady: -32048,
   Shutdown: -32049,
+  External: -32050,
 } as const;

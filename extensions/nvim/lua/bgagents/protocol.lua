@@ -54,6 +54,15 @@
 ---@field budgetUsd? number
 ---@field budgetTokens? integer
 ---@field readOnly? boolean
+---@field reviewOf? string
+---@field reviews? bgagents.Review[]|nil
+---@field after? string
+---@field group? string
+---@field variant? integer
+---@field integrates? string[]|nil
+---@field conflicts? bgagents.Conflict[]|nil
+---@field pushed? bgagents.Push|nil
+---@field pullRequest? string
 ---@field sessionId? string
 ---@field turns? integer
 ---@field runs? integer
@@ -87,6 +96,12 @@
 ---@class bgagents.AgentsResult
 ---@field default string
 ---@field agents bgagents.AgentInfo[]|nil
+
+---@class bgagents.Conflict
+---@field agent? string
+---@field name? string
+---@field base? string
+---@field files string[]|nil
 
 ---@class bgagents.Context
 ---@field file? string
@@ -152,6 +167,12 @@
 ---@field additions integer
 ---@field deletions integer
 
+---@class bgagents.Finding
+---@field file? string
+---@field line? integer
+---@field severity? string
+---@field message string
+
 ---@class bgagents.GetResult
 ---@field agent bgagents.Agent|nil
 ---@field history bgagents.Transition[]|nil
@@ -170,6 +191,15 @@
 ---@class bgagents.IDParams
 ---@field id string
 ---@field repo? string
+
+---@class bgagents.IntegrateParams
+---@field ids string[]|nil
+---@field repo? string
+---@field task? string
+---@field name? string
+---@field agent? string
+---@field model? string
+---@field base? string
 
 ---@class bgagents.LSPPos
 ---@field line integer
@@ -222,11 +252,45 @@
 ---@field id string
 ---@field events bgagents.Event[]|nil
 
+---@class bgagents.Push
+---@field remote string
+---@field branch string
+---@field commit string
+---@field at string
+
+---@class bgagents.PushParams
+---@field id string
+---@field repo? string
+---@field remote? string
+---@field base? string
+---@field title? string
+---@field draft? boolean
+
 ---@class bgagents.Question
 ---@field text string
 ---@field tool? string
 ---@field path? string
 ---@field command? string
+
+---@class bgagents.Review
+---@field id string
+---@field name string
+---@field agent string
+---@field model? string
+---@field head string
+---@field state bgagents.State
+---@field verdict? string
+---@field summary? string
+---@field findings? bgagents.Finding[]|nil
+---@field error? string
+---@field createdAt string
+---@field finishedAt? string|nil
+
+---@class bgagents.ReviewParams
+---@field id string
+---@field repo? string
+---@field agent? string
+---@field model? string
 
 ---@class bgagents.SendToAgentArgs
 ---@field uri string
@@ -252,6 +316,13 @@
 ---@field budgetUsd? number
 ---@field budgetTokens? integer
 ---@field readOnly? boolean
+---@field after? string
+---@field variants? integer
+---@field agents? string[]|nil
+
+---@class bgagents.SpawnResult
+---@field agent bgagents.Agent|nil
+---@field agents? (bgagents.Agent|nil)[]|nil
 
 ---@class bgagents.StopResult
 ---@field stopping boolean
@@ -275,7 +346,7 @@ local M = {}
 -- Custom requests (client -> daemon): name -> method.
 M.requests = {
   hello = "bgagents/hello", -- HelloParams -> HelloResult
-  spawn = "bgagents/spawn", -- SpawnParams -> AgentResult
+  spawn = "bgagents/spawn", -- SpawnParams -> SpawnResult
   list = "bgagents/list", -- ListParams -> ListResult
   get = "bgagents/get", -- IDParams -> GetResult
   wait = "bgagents/wait", -- IDParams -> AgentResult
@@ -288,6 +359,10 @@ M.requests = {
   openWorktree = "bgagents/openWorktree", -- IDParams -> OpenWorktreeResult
   message = "bgagents/message", -- MessageParams -> AgentResult
   agents = "bgagents/agents", -- AgentsParams -> AgentsResult
+  review = "bgagents/review", -- ReviewParams -> AgentResult
+  push = "bgagents/push", -- PushParams -> AgentResult
+  pullRequest = "bgagents/pullRequest", -- PushParams -> AgentResult
+  integrate = "bgagents/integrate", -- IntegrateParams -> AgentResult
   stopDaemon = "bgagents/stopDaemon", -- {} -> StopResult
 }
 
@@ -313,6 +388,7 @@ M.error_codes = {
   NotARepository = -32047,
   NotReady = -32048,
   Shutdown = -32049,
+  External = -32050,
 }
 
 return M
