@@ -1,0 +1,67 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bgagents/bgagents/internal/testenv"
+)
+
+// The landing commands from a terminal: a fan-out of two, a review with
+// its verdict printed, conflicts in ls, a pipeline step, a push to a local
+// bare remote, and integrate.
+func TestCLILandingCommands(t *testing.T) {
+	ta := testenv.TestAgent(t)
+	verdict := `{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"VERDICT: request_changes\nshared.txt:1: pick one variant","session_id":"r1"}`
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[agents.claude]\nbinary = %q\nenv = { TESTAGENT_SCRIPT = '''json %s''' }\n\n[agents.fix]\ncommand = [%q, \"{prompt}\"]\nenv = { TESTAGENT_SCRIPT = '''write shared.txt fixed''' }\n", ta, verdict, ta))
+	c := newCLI(t, repo.Dir)
+
+	ids := strings.Fields(c.ok("spawn", "--variants", "2", "--wait", "write shared.txt variant; stamp shared.txt"))
+	if len(ids) != 2 {
+		t.Fatalf("fan-out printed %v", ids)
+	}
+	ls := c.ok("ls")
+	if !strings.Contains(ls, "variant 1 of") || !strings.Contains(ls, "variant 2 of") {
+		t.Errorf("ls does not show the group:\n%s", ls)
+	}
+	// Both variants wrote shared.txt differently: each conflicts with the other.
+	testenv.Eventually(t, 15*time.Second, "ls showing the conflict", func() bool {
+		return strings.Contains(c.ok("ls"), "conflicts with") && strings.Contains(c.ok("show", ids[0]), "conflicts:")
+	})
+
+	out := c.ok("review", "--agent", "claude", "--wait", ids[0])
+	if !strings.Contains(out, "request changes") || !strings.Contains(out, "shared.txt:1: pick one variant") {
+		t.Errorf("review --wait printed:\n%s", out)
+	}
+	if show := c.ok("show", ids[0]); !strings.Contains(show, "review:") || !strings.Contains(show, "request changes") {
+		t.Errorf("show lacks the review:\n%s", show)
+	}
+
+	step := strings.TrimSpace(c.ok("spawn", "--after", ids[0], "--agent", "fix", "--wait", "fix the conflict"))
+	if show := c.ok("show", step); !strings.Contains(show, "after:") || !strings.Contains(show, "bgagents/") {
+		t.Errorf("show of the pipeline step:\n%s", show)
+	}
+
+	_, errs, code := c.run("push", ids[0])
+	if code != 2 || !strings.Contains(errs, "git remote add") {
+		t.Errorf("push without a remote: exit %d: %s", code, errs)
+	}
+	bare := filepath.Join(t.TempDir(), "remote.git")
+	testenv.Git(t, repo.Dir, "init", "-q", "--bare", bare)
+	testenv.Git(t, repo.Dir, "remote", "add", "origin", bare)
+	if out := c.ok("push", ids[1]); !strings.HasPrefix(out, "pushed bgagents/") || !strings.Contains(out, "to origin") {
+		t.Errorf("push printed %q", out)
+	}
+
+	out = c.ok("integrate", "--agent", "fix", "--wait", ids[0], ids[1])
+	if !strings.Contains(out, "succeeded on bgagents/integrate-") {
+		t.Errorf("integrate printed %q", out)
+	}
+	_, errs, code = c.run("integrate", ids[0])
+	if code != 2 || !strings.Contains(errs, "requires at least 2 arg") {
+		t.Errorf("integrate of one: exit %d: %s", code, errs)
+	}
+}
