@@ -1,12 +1,14 @@
 // Package nvim_test runs the Neovim plugin's Lua tests (test/*_spec.lua)
-// in real headless Neovim 0.7.2 and 0.10.4, the scenario against the real
-// daemon with a scripted agent. `bash .ci/install-neovim` installs both
-// versions; a missing one is skipped, saying so.
+// in real headless Neovim 0.7.2 and 0.10.4, the scenario and the landing
+// spec (reviews, conflicts, push, pull requests, fan-outs, pipelines)
+// against the real daemon with scripted agents. `bash .ci/install-neovim`
+// installs both versions; a missing one is skipped, saying so.
 package nvim_test
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -121,6 +123,106 @@ func makeRepo(t *testing.T) string {
 	return dir
 }
 
+// reviewAnswer is what the test reviewer (the scripted test agent run as
+// the claude CLI) prints: one line of Claude's stream-json, a result whose
+// text ends with the JSON verdict the daemon asks reviewers for.
+func reviewAnswer(t *testing.T) string {
+	t.Helper()
+	verdict := `{"verdict":"request_changes","summary":"shared.txt keeps one side only","findings":[{"file":"shared.txt","line":1,"severity":"high","message":"keep both sides"}]}`
+	b, err := json.Marshal(map[string]any{
+		"type": "result", "subtype": "success", "is_error": false, "num_turns": 1,
+		"result":     "The change drops a side.\n```json\n" + verdict + "\n```",
+		"session_id": "nvim-review",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// testagent splits its script on ';' and blanks.
+	if bytes.ContainsAny(b, ";") || bytes.Contains(b, []byte("  ")) {
+		t.Fatalf("the review answer must not contain ';' or double blanks: %s", b)
+	}
+	return string(b)
+}
+
+// makeLandingRepo creates a repository for the landing spec whose agents
+// are the scripted test agent (internal/testagent; a task is its script):
+// "ta" (the default) and "alt" run the task; where the daemon writes the
+// prompt, the script comes from TESTAGENT_SCRIPT: "step" (a pipeline
+// step) waits for stepGate, then writes step2.txt; "resolver" (an
+// integration) writes resolved.txt; "claude" (the [review] agent) answers
+// with reviewAnswer.
+func makeLandingRepo(t *testing.T, stepGate string) string {
+	t.Helper()
+	ta := testenv.TestAgent(t)
+	dir := filepath.Join(t.TempDir(), "repo")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`[defaults]
+agent = "ta"
+max_concurrent = 8
+
+[review]
+agent = "claude"
+
+[agents.ta]
+command = [%[1]q, "{prompt}"]
+
+[agents.alt]
+command = [%[1]q, "{prompt}"]
+
+[agents.step]
+command = [%[1]q, "{prompt}"]
+env = { TESTAGENT_SCRIPT = '''waitfile %[2]s; write step2.txt two''' }
+
+[agents.resolver]
+command = [%[1]q, "{prompt}"]
+env = { TESTAGENT_SCRIPT = '''write resolved.txt ok''' }
+
+[agents.claude]
+binary = %[1]q
+env = { TESTAGENT_SCRIPT = '''json %[3]s''' }
+`, ta, stepGate, reviewAnswer(t))
+	files := map[string]string{
+		filepath.Join(dir, ".bgagents.toml"): cfg,
+		filepath.Join(dir, "README.md"):      "# landing\n",
+	}
+	for path, text := range files {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Git(t, dir, "init", "-q", "-b", "main")
+	testenv.Git(t, dir, "add", "-A")
+	testenv.Git(t, dir, "commit", "-q", "-m", "a repository with scripted agents")
+	return dir
+}
+
+// fakeGH writes a stand-in for the GitHub CLI into a new directory (gh
+// cannot reach GitHub here; the push before it is real): it appends its
+// arguments to the file `calls`, succeeds for `auth status`, and prints a
+// pull request URL for `pr create`.
+func fakeGH(t *testing.T) (dir, calls string) {
+	t.Helper()
+	dir = t.TempDir()
+	calls = filepath.Join(dir, "calls")
+	script := "#!/bin/sh\necho \"$*\" >>" + calls + "\nif [ \"$1\" = auth ]; then exit 0; fi\ncat >/dev/null\necho https://github.com/acme/app/pull/7\n"
+	if err := os.WriteFile(filepath.Join(dir, "gh"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, calls
+}
+
+// stopDaemon stops the daemon whose state directory is home.
+func stopDaemon(t *testing.T, bin, home string) {
+	t.Helper()
+	stop := exec.Command(bin, "daemon", "--stop")
+	stop.Env = append(os.Environ(), "BGAGENTS_HOME="+home)
+	if out, err := stop.CombinedOutput(); err != nil {
+		t.Errorf("bgagents daemon --stop: %v\n%s", err, out)
+	}
+}
+
 // runSpec runs test/<spec>_spec.lua in nvim and fails with its output.
 func runSpec(t *testing.T, nvim, spec string, env []string, timeout time.Duration) {
 	t.Helper()
@@ -181,11 +283,7 @@ func TestNeovim(t *testing.T) {
 				home := t.TempDir()
 				t.Cleanup(func() {
 					// Agents have ended by now; stop this test's daemon.
-					stop := exec.Command(bin, "daemon", "--stop")
-					stop.Env = append(os.Environ(), "BGAGENTS_HOME="+home)
-					if out, err := stop.CombinedOutput(); err != nil {
-						t.Errorf("bgagents daemon --stop: %v\n%s", err, out)
-					}
+					stopDaemon(t, bin, home)
 				})
 				runSpec(t, nvim, "scenario", []string{
 					"BGAGENTS_HOME=" + home,
@@ -193,6 +291,36 @@ func TestNeovim(t *testing.T) {
 					"BGAGENTS_TEST_REPO=" + repo,
 					"BGAGENTS_TEST_TMP=" + t.TempDir(),
 				}, 90*time.Second)
+			})
+
+			// Reviews, conflicts, push and pull requests, fan-outs,
+			// pipelines and integration, in a repository of its own.
+			t.Run("landing", func(t *testing.T) {
+				home, gates := t.TempDir(), t.TempDir()
+				gate, stepGate := filepath.Join(gates, "first-step"), filepath.Join(gates, "second-step")
+				repo := makeLandingRepo(t, stepGate)
+				ghDir, ghCalls := fakeGH(t)
+				t.Cleanup(func() {
+					// Agents still waiting (after a failed spec) end once
+					// their gates exist, with or without the daemon.
+					for _, g := range []string{gate, stepGate} {
+						if err := os.WriteFile(g, nil, 0o644); err != nil {
+							t.Error(err)
+						}
+					}
+					stopDaemon(t, bin, home)
+				})
+				runSpec(t, nvim, "landing", []string{
+					"BGAGENTS_HOME=" + home,
+					"BGAGENTS_TEST_BIN=" + bin,
+					"BGAGENTS_TEST_REPO=" + repo,
+					"BGAGENTS_TEST_TMP=" + t.TempDir(),
+					"BGAGENTS_TEST_GATE=" + gate,
+					"BGAGENTS_TEST_STEP_GATE=" + stepGate,
+					"BGAGENTS_TEST_GH_CALLS=" + ghCalls,
+					// the daemon this spec starts finds the stand-in gh first
+					"PATH=" + ghDir + string(os.PathListSeparator) + os.Getenv("PATH"),
+				}, 120*time.Second)
 			})
 		})
 	}

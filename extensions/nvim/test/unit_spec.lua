@@ -90,7 +90,7 @@ end)
 H.test('unknown subcommand and misplaced bang give clear messages', function()
   local from = #H.notes
   vim.cmd('BgAgents frobnicate')
-  H.contains(H.note('unknown subcommand', from).msg, 'unknown subcommand "frobnicate"; use one of: cancel, diff, discard, list, log, merge, msg, open, send, spawn')
+  H.contains(H.note('unknown subcommand', from).msg, 'unknown subcommand "frobnicate"; use one of: cancel, diff, discard, findings, integrate, list, log, merge, msg, open, pr, push, review, send, spawn')
   vim.cmd('BgAgents! diff x')
   H.ok(H.note('diff does not take !', from), 'bang message')
   vim.cmd('BgAgents open! x')
@@ -109,17 +109,24 @@ H.test('no argument offers the subcommands with vim.ui.select', function()
   }
   vim.cmd('BgAgents')
   local p = H.prompts[#H.prompts]
-  H.eq({ 'cancel', 'diff', 'discard', 'list', 'log', 'merge', 'msg', 'open', 'send', 'spawn' }, p.items, 'items')
+  H.eq({ 'cancel', 'diff', 'discard', 'findings', 'integrate', 'list', 'log', 'merge', 'msg', 'open', 'pr', 'push', 'review', 'send', 'spawn' }, p.items, 'items')
   H.contains(p.opts.format_item('spawn'), 'start an agent')
 end)
 
 H.test('completion of subcommands and flags', function()
   H.eq({ 'diff', 'discard' }, vim.fn.getcompletion('BgAgents di', 'cmdline'), 'BgAgents di')
   H.eq({ 'merge', 'msg' }, vim.fn.getcompletion('BgAgents m', 'cmdline'), 'BgAgents m')
+  H.eq({ 'pr', 'push' }, vim.fn.getcompletion('BgAgents p', 'cmdline'), 'BgAgents p')
   H.eq({ '--model' }, vim.fn.getcompletion('BgAgents spawn --mo', 'cmdline'), 'spawn flags')
+  H.eq({ '--after' }, vim.fn.getcompletion('BgAgents spawn --af', 'cmdline'), 'spawn --after')
+  H.eq({ '--variants' }, vim.fn.getcompletion('BgAgents spawn --va', 'cmdline'), 'spawn --variants')
   H.eq({ '--squash' }, vim.fn.getcompletion("BgAgents merge x --sq", 'cmdline'), 'merge flags')
+  H.eq({ '--draft' }, vim.fn.getcompletion('BgAgents pr x --dr', 'cmdline'), 'pr flags after the agent')
+  H.eq({ '--remote' }, vim.fn.getcompletion('BgAgents push --re', 'cmdline'), 'push flags')
+  H.eq({ '--task' }, vim.fn.getcompletion('BgAgents integrate a b --ta', 'cmdline'), 'integrate flags')
   bg.setup({ agents = { 'claude', 'codex' } })
   H.eq({ 'codex' }, vim.fn.getcompletion('BgAgents spawn --agent co', 'cmdline'), 'agent names')
+  H.eq({ 'codex' }, vim.fn.getcompletion('BgAgents review --agent co', 'cmdline'), 'reviewer agent names')
   bg.setup({})
 end)
 
@@ -184,6 +191,178 @@ H.test('flags before the task', function()
   local f3, e3 = format.parse_flags('--agent', { agent = 'v' })
   H.eq(nil, f3, 'missing value')
   H.eq('--agent needs a value', e3, 'missing value message')
+end)
+
+H.test('flags: quoted values, numbers, repeatable flags; flags and words in any order', function()
+  local f, t = format.parse_flags('--agent a --agent=b --variants 3 --after first do it', {
+    agent = 'list',
+    variants = 'number',
+    after = 'v',
+  })
+  H.eq({ agent = { 'a', 'b' }, variants = 3, after = 'first' }, f, 'flags')
+  H.eq('do it', t, 'task')
+  local _, e = format.parse_flags('--variants two x', { variants = 'number' })
+  H.eq('--variants needs a whole number, not "two"', e, 'not a number')
+  local f2, w2 = format.parse_args([[x --title "Fix the  parser" --draft --base=dev]], { title = 'v', draft = true, base = 'v' })
+  H.eq({ title = 'Fix the  parser', draft = true, base = 'dev' }, f2, 'pr flags')
+  H.eq({ 'x' }, w2, 'the agent before the flags')
+  local f3, w3 = format.parse_args([[--agent r a b --task 'it''s "fine"' c]], { agent = 'v', task = 'v' })
+  H.eq({ agent = 'r', task = [[it's "fine"]] }, f3, 'integrate flags')
+  H.eq({ 'a', 'b', 'c' }, w3, 'the agents around the flags')
+  local _, e4 = format.parse_args('--title "open', { title = 'v' })
+  H.eq('--title: unterminated "', e4, 'unterminated quote')
+  local _, w5 = format.parse_args('a -- --b', { title = 'v' })
+  H.eq({ 'a', '--b' }, w5, '-- ends the flags')
+  local _, e6 = format.parse_args('a --remot x', { remote = 'v' })
+  H.contains(e6, 'unknown flag --remot (known: --remote)')
+end)
+
+-- A record for the landing tests.
+local function landing_rec(over)
+  return vim.tbl_extend('force', {
+    id = 'id-' .. over.name, repo = '/nonexistent/landing', branch = 'bgagents/' .. over.name,
+    state = 'succeeded', error = '', createdAt = '2026-11-21T16:00:00Z', updatedAt = '2026-11-21T16:00:01Z',
+    diff = { commits = 1, files = 1, additions = 1, deletions = 0 }, usage = { costUsd = 0 },
+  }, over)
+end
+
+H.test('list notes: variants grouped, pipeline steps, reviews, conflicts, push and PR', function()
+  local names = { ['id-first'] = 'first', ['id-left'] = 'left', ['id-right'] = 'right' }
+  local agents = format.grouped({
+    landing_rec({ name = 'step', state = 'queued', after = 'id-first', createdAt = '2026-11-21T16:00:05Z' }),
+    landing_rec({ name = 'fan-v2', group = 'g1', variant = 2, createdAt = '2026-11-21T16:00:04Z' }),
+    landing_rec({ name = 'other', createdAt = '2026-11-21T16:00:03Z' }),
+    landing_rec({ name = 'fan-v1', group = 'g1', variant = 1, createdAt = '2026-11-21T16:00:02Z' }),
+    landing_rec({
+      name = 'left',
+      createdAt = '2026-11-21T16:00:01Z',
+      conflicts = { { agent = 'id-right', name = 'right', files = { 'shared.txt' } } },
+      reviews = {
+        { id = 'r1', name = 'review-left', verdict = 'approve', state = 'succeeded' },
+        { id = 'r2', name = 'review-left-2', verdict = 'request_changes', state = 'succeeded',
+          findings = { { file = 'shared.txt', line = 1, severity = 'high', message = 'no' } } },
+      },
+      pushed = { remote = 'origin', branch = 'bgagents/left', commit = 'abc', at = '2026-11-21T16:00:09Z' },
+    }),
+  })
+  local order = {}
+  for i, a in ipairs(agents) do
+    order[i] = a.name
+  end
+  H.eq({ 'step', 'fan-v1', 'fan-v2', 'other', 'left' }, order, 'variants together, by number, where the newest was')
+  local lines, marks = format.list_lines(agents, 1795276800 + 30, function(id)
+    return names[id]
+  end)
+  H.contains(lines[1], 'COST  NOTES', 'a NOTES column')
+  H.ok(lines[2]:match('^queued%s+step%s.*waiting for first$'), 'pipeline step: ' .. lines[2])
+  H.ok(lines[3]:match('v1/2 of fan$'), 'variant 1: ' .. lines[3])
+  H.ok(lines[4]:match('v2/2 of fan$'), 'variant 2: ' .. lines[4])
+  H.eq('succeeded  other   bgagents/other   27s  1f +1 -0  -', vim.trim(lines[5]), 'no notes')
+  H.ok(lines[6]:match('✗ changes requested %(1 finding%); ⚠ conflicts with right: shared%.txt; pushed to origin$'), 'left: ' .. lines[6])
+  local m = marks[6]
+  H.eq('request_changes', m[1][3], 'the verdict is marked')
+  H.eq('✗ changes requested (1 finding)', lines[6]:sub(m[1][1] + 1, m[1][2]), 'the verdict mark covers it')
+  H.eq('⚠ conflicts with right: shared.txt', lines[6]:sub(m[2][1] + 1, m[2][2]), 'the conflict mark covers it')
+  -- a running step says "after"; a live review says so; a PR wins over "pushed"
+  local parts = format.notes(landing_rec({ name = 's', state = 'running', after = 'id-first', pullRequest = 'https://x/pull/1',
+    pushed = { remote = 'origin' }, reviews = { { id = 'r', name = 'rv', state = 'running' } } }), function(id)
+    return names[id]
+  end)
+  local texts = {}
+  for i, p in ipairs(parts) do
+    texts[i] = p[1]
+  end
+  H.eq({ 'after first', 'reviewing…', 'PR https://x/pull/1' }, texts, 'notes')
+end)
+
+H.test('review and conflict messages; findings as quickfix items', function()
+  local a = landing_rec({ name = 'left' })
+  local r = {
+    id = 'r', name = 'review-left', state = 'succeeded', verdict = 'request_changes', summary = 'wrong greeting',
+    findings = {
+      { file = 'shared.txt', line = 3, severity = 'high', message = 'say hello' },
+      { message = 'and add a test' },
+    },
+  }
+  local msg, level = format.review_notification(a, r)
+  H.eq('bgagents: review of left by review-left: changes requested, 2 findings — wrong greeting (:BgAgents findings left)', msg, 'review message')
+  H.eq(vim.log.levels.WARN, level, 'level')
+  local ok_msg, ok_level = format.review_notification(a, { name = 'rv', verdict = 'approve' })
+  H.eq('bgagents: review of left by rv: approved, 0 findings', ok_msg, 'approval')
+  H.eq(vim.log.levels.INFO, ok_level, 'approval level')
+  H.contains(format.review_notification(a, { name = 'rv', error = 'the reviewer failed: boom' }), 'gave no verdict: the reviewer failed: boom')
+  H.eq('bgagents: left conflicts with right in a.txt, b.txt — merging both needs a resolution (:BgAgents integrate left right)',
+    format.conflict_notification(a, { agent = 'id-right', name = 'right', files = { 'a.txt', 'b.txt' } }), 'conflict message')
+  H.contains(format.conflict_notification(a, { base = 'main', files = { 'a.txt' } }), 'left conflicts with main in a.txt')
+  H.contains(require('bgagents.client').message({ code = -32050, message = 'the GitHub CLI (gh) is not installed, so no pull request can be opened: install it (https://cli.github.com) and run `gh auth login`, or run `bgagents push left` and open the pull request on your forge' }),
+    'or run `:BgAgents push left` and open', 'the CLI command mapped to the plugin\'s')
+  local items = format.findings_items(r, '/wt/left/')
+  H.eq({ filename = '/wt/left/shared.txt', lnum = 3, col = 1, text = '[high] say hello', type = 'E' }, items[1], 'a finding at a line')
+  H.eq({ text = 'and add a test', type = 'I' }, items[2], 'a finding without a place')
+end)
+
+H.test('a review ending and a new conflict are notified once', function()
+  local state = require('bgagents.state')
+  local function count(text, from)
+    local n = 0
+    for i = from + 1, #H.notes do
+      if H.notes[i].msg:find(text, 1, true) then
+        n = n + 1
+      end
+    end
+    return n
+  end
+  local from = #H.notes
+  local left = landing_rec({ name = 'left' })
+  local right = landing_rec({ name = 'right' })
+  state.update(vim.deepcopy(left), true)
+  state.update(vim.deepcopy(right), true)
+  -- a review starts, then ends with a verdict
+  local reviewing = vim.tbl_extend('force', left, {
+    updatedAt = '2026-11-21T16:00:02Z',
+    reviews = { { id = 'rv1', name = 'review-left', state = 'running' } },
+  })
+  state.update(vim.deepcopy(reviewing), true)
+  H.eq(0, count('review of left', from), 'no message while the review runs')
+  local reviewed = vim.tbl_extend('force', left, {
+    updatedAt = '2026-11-21T16:00:03Z',
+    reviews = { { id = 'rv1', name = 'review-left', state = 'succeeded', verdict = 'approve', findings = {} } },
+  })
+  state.update(vim.deepcopy(reviewed), true)
+  local later = vim.tbl_extend('force', reviewed, { updatedAt = '2026-11-21T16:00:04Z' })
+  state.update(vim.deepcopy(later), true)
+  H.eq(1, count('review of left by review-left: approved, 0 findings', from), 'the verdict, once')
+  -- the reviewer finishing is not notified besides
+  state.update(landing_rec({ name = 'review-left', id = 'rv1', reviewOf = left.id, state = 'running' }), true)
+  state.update(landing_rec({ name = 'review-left', id = 'rv1', reviewOf = left.id, updatedAt = '2026-11-21T16:00:05Z' }), true)
+  H.eq(0, count('review-left finished', from), 'the reviewer finishing')
+  -- both sides of a conflict report it: one message
+  local function conflicting(a, other, at)
+    local r = vim.deepcopy(state.agents[a.id])
+    r.updatedAt = at
+    r.conflicts = other and { { agent = other.id, name = other.name, files = { 'shared.txt' } } } or nil
+    return r
+  end
+  state.update(conflicting(left, right, '2026-11-21T16:00:06Z'), true)
+  state.update(conflicting(right, left, '2026-11-21T16:00:06Z'), true)
+  state.update(conflicting(right, left, '2026-11-21T16:00:07Z'), true)
+  H.eq(1, count('conflicts with', from), 'one conflict message for the pair')
+  H.eq(vim.log.levels.WARN, H.note('left conflicts with right in shared.txt', from).level, 'level')
+  -- gone on both sides, then back: news again
+  state.update(conflicting(left, nil, '2026-11-21T16:00:08Z'), true)
+  state.update(conflicting(right, nil, '2026-11-21T16:00:08Z'), true)
+  state.update(conflicting(right, left, '2026-11-21T16:00:09Z'), true)
+  H.eq(2, count('conflicts with', from), 'a conflict that came back')
+  -- notify.conflicts = false silences them
+  bg.setup({ attach = false, notify = { conflicts = false } })
+  local other = landing_rec({ name = 'other3' })
+  state.update(vim.deepcopy(other), true)
+  state.update(conflicting(other, left, '2026-11-21T16:00:10Z'), true)
+  H.eq(2, count('conflicts with', from), 'notify.conflicts = false')
+  bg.setup({})
+  for _, id in ipairs({ left.id, right.id, other.id, 'rv1' }) do
+    state.agents[id] = nil
+  end
 end)
 
 H.test('selections become LSP ranges in UTF-16 and text', function()

@@ -390,6 +390,9 @@ function M.message(e)
   msg = msg:gsub('discard with %-%-force', 'discard with :BgAgents discard!')
   msg = msg:gsub('rm %-%-force', ':BgAgents discard!')
   msg = msg:gsub('run `?bgagents daemon %-%-stop`?', 'run `bgagents daemon --stop` (then :LspRestart, or restart Neovim)')
+  for _, sub in ipairs({ 'push', 'review', 'pr', 'integrate', 'merge' }) do
+    msg = msg:gsub('`bgagents ' .. sub .. ' ', '`:BgAgents ' .. sub .. ' ')
+  end
   return msg
 end
 

@@ -50,6 +50,19 @@ local filters = {
   followup = function(a)
     return (a.state == 'needs_input' or a.state == 'succeeded' or a.state == 'failed') and not a.cleaned
   end,
+  -- finished work that is still on its branch: review, push, pr, integrate
+  landable = function(a)
+    return not format.is_active(a.state) and a.state ~= 'merged' and a.state ~= 'discarded'
+      and not a.cleaned and not a.readOnly and (a.reviewOf or '') == ''
+  end,
+  reviewed = function(a)
+    return type(a.reviews) == 'table' and #a.reviews > 0
+  end,
+  -- a pipeline step can follow an agent that has not failed
+  followable = function(a)
+    return a.state ~= 'failed' and a.state ~= 'lost' and a.state ~= 'cancelled' and a.state ~= 'discarded'
+      and not a.readOnly
+  end,
 }
 
 --- Calls cb(ref) with `ref`, or with an agent chosen with vim.ui.select.
@@ -178,38 +191,86 @@ end
 
 -- ---- The functions behind the subcommands ------------------------------
 
---- spawn [--agent A] [--model M] [--name N] [--base B] [--read-only] [TASK]
+--- What the spawn of `result` started: one agent, or the variants of a
+--- fan-out; a pipeline step says what it waits for.
+---@param result bgagents.SpawnResult
+local function spawned(result)
+  local all = (type(result.agents) == 'table' and #result.agents > 0) and result.agents or { result.agent }
+  for _, a in ipairs(all) do
+    state.update(a, false)
+  end
+  local a = all[1]
+  if #all > 1 then
+    local names = {}
+    for i, v in ipairs(all) do
+      names[i] = v.name
+    end
+    return info(string.format('%d variants started: %s', #all, table.concat(names, ', ')))
+  end
+  if a.after and a.after ~= '' and a.state == 'queued' then
+    local dep = state.agents[a.after]
+    return info(string.format('%s queued after %s: it starts on %s once that succeeds', a.name, dep and dep.name or a.after, a.base ~= '' and a.base or 'its branch'))
+  end
+  started(a)
+end
+
+--- spawn [--agent A]… [--model M] [--name N] [--base B] [--read-only]
+---       [--after AGENT] [--variants N] [TASK]
 function M.spawn(args)
-  local flags, task = format.parse_flags(args, { agent = 'v', model = 'v', name = 'v', base = 'v', ['read-only'] = true })
+  local flags, task = format.parse_flags(args, {
+    agent = 'list',
+    model = 'v',
+    name = 'v',
+    base = 'v',
+    ['read-only'] = true,
+    after = 'v',
+    variants = 'number',
+  })
   if not flags then
     return err('spawn: ' .. task)
+  end
+  if flags.variants and (flags.variants < 1 or flags.variants > 10) then
+    return err(string.format('spawn: --variants must be between 1 and 10, not %d', flags.variants))
+  end
+  if flags.after and flags.base then
+    return err('spawn: --after starts on that agent\'s branch; leave out --base')
   end
   local root = repo()
   if not root then
     return
   end
+  local names = flags.agent or {}
   local function go(t)
-    choose_agent(root, flags, function(agent, model)
+    local function send(agent, model, agents)
       client.request(root, req.spawn, {
         task = t,
         repo = root,
         agent = agent,
+        agents = agents,
         model = model,
         name = flags.name,
         base = flags.base,
         readOnly = flags['read-only'] or nil,
+        after = flags.after,
+        variants = flags.variants,
       }, function(e, result)
         if e then
           return err('spawn: ' .. e)
         end
-        started(result.agent)
+        spawned(result)
       end)
+    end
+    if #names > 1 then
+      return send(nil, flags.model, names) -- the variants take them in turn
+    end
+    choose_agent(root, { agent = names[1], model = flags.model }, function(agent, model)
+      send(agent, model, nil)
     end)
   end
   if task ~= '' then
     return go(task)
   end
-  vim.ui.input({ prompt = 'Task for a new agent: ' }, function(t)
+  vim.ui.input({ prompt = flags.variants and string.format('Task for %d variants: ', flags.variants) or 'Task for a new agent: ' }, function(t)
     if t and t:match('%S') then
       go(vim.trim(t))
     end
@@ -467,6 +528,170 @@ function M.discard(ref, force, root, ask)
   end)
 end
 
+--- review [AGENT] [--agent A] [--model M]: a read-only reviewer in a
+--- fresh context; its verdict arrives on the agent (a notification and the
+--- list). Without --agent the daemon picks ([review] agent, else the
+--- writer's agent).
+function M.review(ref, flags, root)
+  local main
+  root, main = repo(root)
+  if not root then
+    return
+  end
+  flags = flags or {}
+  with_agent(ref, main, 'landable', 'review', function(id)
+    client.request(root, req.review, { id = id, repo = root, agent = flags.agent, model = flags.model }, function(e, result)
+      if e then
+        return err(string.format('review %s: %s', label(id, root), e))
+      end
+      state.update(result.agent, false)
+      info(string.format('%s is reviewing %s with %s (read-only, in a fresh context); its verdict will be notified', result.agent.name, label(id, root), result.agent.agent))
+    end)
+  end)
+end
+
+--- findings [AGENT]: the findings of the agent's latest review that ended,
+--- in the quickfix list.
+function M.findings(ref, root)
+  local main
+  root, main = repo(root)
+  if not root then
+    return
+  end
+  with_agent(ref, main, 'reviewed', 'show the review findings of', function(id)
+    local function show(a)
+      local latest, ended = format.latest_review(a)
+      if not latest then
+        return err(string.format('%s has no review yet: :BgAgents review %s', a.name, a.name))
+      elseif not ended then
+        return info(string.format('the review of %s by %s is still %s', a.name, latest.name, latest.state))
+      end
+      local n = ui.show_findings(a, ended)
+      local msg = string.format('review of %s by %s: %s, %s', a.name, ended.name, (ended.verdict or '') ~= '' and format.verdict_text(ended.verdict) or ('no verdict: ' .. (ended.error or '')), format.plural(n, 'finding'))
+      if (ended.summary or '') ~= '' then
+        msg = msg .. ' — ' .. ended.summary
+      end
+      if latest ~= ended then
+        msg = msg .. string.format(' (a newer review by %s is %s)', latest.name, latest.state)
+      end
+      info(msg)
+    end
+    local known = state.find(id, main)
+    if known then
+      return show(known)
+    end
+    client.request(root, req.get, { id = id, repo = root }, function(e, result)
+      if e then
+        return err(string.format('findings %s: %s', id, e))
+      end
+      state.update(result.agent, false)
+      show(result.agent)
+    end)
+  end)
+end
+
+--- push [AGENT] [--remote R]
+function M.push(ref, flags, root)
+  local main
+  root, main = repo(root)
+  if not root then
+    return
+  end
+  flags = flags or {}
+  with_agent(ref, main, 'landable', 'push', function(id)
+    client.request(root, req.push, { id = id, repo = root, remote = flags.remote }, function(e, result)
+      if e then
+        return err(string.format('push %s: %s', label(id, root), e))
+      end
+      state.update(result.agent, false)
+      local p = result.agent.pushed or {}
+      info(string.format('%s pushed to %s/%s (%s)', result.agent.name, p.remote or '?', p.branch or '?', (p.commit or ''):sub(1, 12)))
+    end)
+  end)
+end
+
+--- pr [AGENT] [--draft] [--base B] [--title T] [--remote R]: push, then a
+--- pull request with the GitHub CLI; its URL is notified.
+function M.pr(ref, flags, root)
+  local main
+  root, main = repo(root)
+  if not root then
+    return
+  end
+  flags = flags or {}
+  with_agent(ref, main, 'landable', 'open a pull request for', function(id)
+    local params = {
+      id = id,
+      repo = root,
+      remote = flags.remote,
+      base = flags.base,
+      title = flags.title,
+      draft = flags.draft or nil,
+    }
+    client.request(root, req.pullRequest, params, function(e, result)
+      if e then
+        return err(string.format('pr %s: %s', label(id, root), e))
+      end
+      state.update(result.agent, false)
+      info(string.format('%s: pull request %s', result.agent.name, result.agent.pullRequest or '?'))
+    end)
+  end)
+end
+
+--- integrate AGENT AGENT… [--agent A] [--model M] [--task T] [--name N]
+--- [--base B]. One agent of a fan-out stands for its group's variants.
+function M.integrate(refs, flags, root)
+  local main
+  root, main = repo(root)
+  if not root then
+    return
+  end
+  flags = flags or {}
+  refs = refs or {}
+  if #refs == 0 then
+    local here = ui.agent_at_cursor()
+    if here then
+      refs = { here.id }
+    end
+  end
+  if #refs == 1 then
+    local a = state.find(refs[1], main)
+    if a and a.group and a.group ~= '' then
+      refs = {}
+      for _, v in ipairs(format.grouped(state.list(main, function(x)
+        return x.group == a.group and filters.landable(x)
+      end))) do
+        refs[#refs + 1] = v.id
+      end
+      if #refs < 2 then
+        return err(string.format('integrate: fewer than two variants of %s have finished work to integrate', format.group_label(a)))
+      end
+    end
+  end
+  if #refs < 2 then
+    return err('integrate needs two or more agents (or one variant of a fan-out, for its group): integrate AGENT AGENT…')
+  end
+  client.request(root, req.integrate, {
+    ids = refs,
+    repo = root,
+    task = flags.task,
+    name = flags.name,
+    agent = flags.agent,
+    model = flags.model,
+    base = flags.base,
+  }, function(e, result)
+    if e then
+      return err('integrate: ' .. e)
+    end
+    state.update(result.agent, false)
+    local names = {}
+    for i, id in ipairs(result.agent.integrates or refs) do
+      names[i] = label(id, root)
+    end
+    info(string.format('%s integrates %s on branch %s', result.agent.name, table.concat(names, ', '), result.agent.branch))
+  end)
+end
+
 -- ---- The subcommand table ----------------------------------------------
 
 --- Names of the agents of the current repository that `filter` accepts.
@@ -491,9 +716,30 @@ local function complete_agents(filter)
   end
 end
 
+--- Names of the agents of the current repository that `filter` accepts
+--- and start with `arglead`, whatever the position.
+local function agent_names(filter, arglead)
+  local root, main = client.current()
+  if not main then
+    return {}
+  end
+  client.snapshot(root)
+  local names = {}
+  for _, a in ipairs(state.list(main, filters[filter])) do
+    if a.name:sub(1, #arglead) == arglead then
+      names[#names + 1] = a.name
+    end
+  end
+  table.sort(names)
+  return names
+end
+
 local function complete_flags(flags)
   return function(arglead, words)
     local prev = words[#words - 1]
+    if prev == '--after' then
+      return agent_names('followable', arglead)
+    end
     if prev == '--agent' then
       local names = config.values.agents
       if #names == 0 then
@@ -513,6 +759,35 @@ local function complete_flags(flags)
       end, flags)
     end
     return {}
+  end
+end
+
+--- Completion of a subcommand taking flags and agents in any order: after
+--- a flag that takes a value, its values (agent names after --agent); a
+--- word starting with "-", the flags; else the agents `filter` accepts
+--- (only the first agent unless `multi`).
+---@param valued table<string, boolean> the flags (of `flags`) that take a value
+local function complete_mixed(filter, flags, valued, multi)
+  return function(arglead, words)
+    local prev = words[#words - 1]
+    if prev and valued[prev] then
+      if prev == '--agent' then
+        return complete_flags(flags)(arglead, words)
+      end
+      return {}
+    end
+    if arglead:sub(1, 1) == '-' then
+      return complete_flags(flags)(arglead, words)
+    end
+    if not multi then
+      -- words[1] is the subcommand, the last one is being typed
+      for i = 2, #words - 1 do
+        if words[i]:sub(1, 1) ~= '-' and not valued[words[i - 1]] then
+          return {}
+        end
+      end
+    end
+    return agent_names(filter, arglead)
   end
 end
 
@@ -541,11 +816,11 @@ end
 ---@type table<string, bgagents.Subcommand>
 M.subcommands = {
   spawn = {
-    desc = 'start an agent on a task: spawn [--agent A] [--model M] [--name N] [--base B] [--read-only] [TASK]',
+    desc = 'start an agent on a task: spawn [--agent A]… [--model M] [--name N] [--base B] [--read-only] [--after AGENT] [--variants N] [TASK]',
     impl = function(args)
       M.spawn(args)
     end,
-    complete = complete_flags({ '--agent', '--model', '--name', '--base', '--read-only' }),
+    complete = complete_flags({ '--agent', '--model', '--name', '--base', '--read-only', '--after', '--variants' }),
   },
   send = {
     desc = 'send the selected lines to a new agent: :\'<,\'>BgAgents send [--agent A] [TASK]',
@@ -626,6 +901,72 @@ M.subcommands = {
       return complete_agents('worktree')(arglead, words)
     end,
   },
+  review = {
+    desc = 'start a read-only reviewer on an agent\'s work, in a fresh context: review [--agent A] [--model M] AGENT',
+    impl = function(args)
+      local flags, words = format.parse_args(args, { agent = 'v', model = 'v' })
+      if not flags then
+        return err('review: ' .. words)
+      elseif #words > 1 then
+        return err(string.format('review takes one agent (and --agent, --model), not %q', args))
+      end
+      M.review(words[1], flags)
+    end,
+    complete = complete_mixed('landable', { '--agent', '--model' }, { ['--agent'] = true, ['--model'] = true }),
+  },
+  findings = {
+    desc = 'put the findings of an agent\'s latest review in the quickfix list',
+    impl = one_agent('findings', function(ref)
+      M.findings(ref)
+    end),
+    complete = complete_agents('reviewed'),
+  },
+  push = {
+    desc = 'push the branch of an agent: push AGENT [--remote R]',
+    impl = function(args)
+      local flags, words = format.parse_args(args, { remote = 'v' })
+      if not flags then
+        return err('push: ' .. words)
+      elseif #words > 1 then
+        return err(string.format('push takes one agent (and --remote), not %q', args))
+      end
+      M.push(words[1], flags)
+    end,
+    complete = complete_mixed('landable', { '--remote' }, { ['--remote'] = true }),
+  },
+  pr = {
+    desc = 'push an agent\'s branch and open a pull request (GitHub CLI): pr AGENT [--draft] [--base B] [--title T] [--remote R]',
+    impl = function(args)
+      local flags, words = format.parse_args(args, { draft = true, base = 'v', title = 'v', remote = 'v' })
+      if not flags then
+        return err('pr: ' .. words)
+      elseif #words > 1 then
+        return err(string.format('pr takes one agent (quote a --title of several words), not %q', args))
+      end
+      M.pr(words[1], flags)
+    end,
+    complete = complete_mixed(
+      'landable',
+      { '--draft', '--base', '--title', '--remote' },
+      { ['--base'] = true, ['--title'] = true, ['--remote'] = true }
+    ),
+  },
+  integrate = {
+    desc = 'start an agent on a branch merging several agents\' branches: integrate AGENT AGENT… [--agent A] [--task T]',
+    impl = function(args)
+      local flags, words = format.parse_args(args, { agent = 'v', model = 'v', task = 'v', name = 'v', base = 'v' })
+      if not flags then
+        return err('integrate: ' .. words)
+      end
+      M.integrate(words, flags)
+    end,
+    complete = complete_mixed(
+      'landable',
+      { '--agent', '--model', '--task', '--name', '--base' },
+      { ['--agent'] = true, ['--model'] = true, ['--task'] = true, ['--name'] = true, ['--base'] = true },
+      true
+    ),
+  },
   discard = {
     desc = 'throw away the worktree and branch of an agent (discard! also unmerged work)',
     bang = true,
@@ -677,7 +1018,7 @@ function M.run(opts)
     prompt = 'BgAgents: ',
     kind = 'bgagents.subcommand',
     format_item = function(n)
-      return string.format('%-8s %s', n, M.subcommands[n].desc)
+      return string.format('%-9s %s', n, M.subcommands[n].desc)
     end,
   }, function(choice)
     if choice then

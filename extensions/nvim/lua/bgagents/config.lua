@@ -124,6 +124,11 @@ M.schema = {
           cancel = { type = { 'string', 'boolean' }, default = 'c', check = key_check, description = 'Cancel the agent.' },
           merge = { type = { 'string', 'boolean' }, default = 'M', check = key_check, description = 'Merge its branch.' },
           discard = { type = { 'string', 'boolean' }, default = 'D', check = key_check, description = 'Discard it (asks before forcing).' },
+          review = { type = { 'string', 'boolean' }, default = 'R', check = key_check, description = 'Start a reviewer on its work (`review`).' },
+          findings = { type = { 'string', 'boolean' }, default = 'f', check = key_check, description = 'Put the findings of its latest review in the quickfix list (`findings`).' },
+          push = { type = { 'string', 'boolean' }, default = 'P', check = key_check, description = 'Push its branch (`push`).' },
+          pull_request = { type = { 'string', 'boolean' }, default = 'p', check = key_check, description = 'Push its branch and open a pull request (`pr`).' },
+          integrate = { type = { 'string', 'boolean' }, default = 'I', check = key_check, description = 'Integrate the variants of its fan-out group (`integrate`).' },
           refresh = { type = { 'string', 'boolean' }, default = 'r', check = key_check, description = 'Reload the list from the daemon.' },
           close = { type = { 'string', 'boolean' }, default = 'q', check = key_check, description = 'Close the list.' },
           help = { type = { 'string', 'boolean' }, default = '?', check = key_check, description = 'Show the keys.' },
@@ -137,6 +142,16 @@ M.schema = {
     description = 'vim.notify when an agent reaches one of these states.',
     fields = {
       enabled = { type = 'boolean', default = true, description = 'Notify at all.' },
+      reviews = {
+        type = 'boolean',
+        default = true,
+        description = 'Notify the verdict of a review on the reviewed agent when the review ends (with its finding count), instead of the reviewer finishing.',
+      },
+      conflicts = {
+        type = 'boolean',
+        default = true,
+        description = 'Notify when an agent starts conflicting with another agent or its base branch (once per pair).',
+      },
       states = {
         type = 'table',
         list_of = 'string',

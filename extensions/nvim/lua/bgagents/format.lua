@@ -155,17 +155,191 @@ end
 
 M.list_columns = { 'STATE', 'NAME', 'BRANCH', 'AGE', 'DIFF', 'COST' }
 
---- The lines of the agent list: a header, then one line per agent.
----@param agents bgagents.Agent[] newest first
----@return string[] lines
-function M.list_lines(agents, now)
-  local rows = { M.list_columns }
+local verdict_words = {
+  approve = 'approved',
+  request_changes = 'changes requested',
+  comment = 'commented',
+}
+
+--- "approved", "changes requested", "commented" (or the verdict itself).
+function M.verdict_text(verdict)
+  return verdict_words[verdict] or tostring(verdict or ''):gsub('_', ' ')
+end
+
+local function plural(n, word)
+  return string.format('%d %s%s', n, word, n == 1 and '' or 's')
+end
+M.plural = plural
+
+--- true when a review has ended: it has a verdict or says why it has none.
+function M.review_ended(r)
+  return type(r) == 'table' and ((r.verdict or '') ~= '' or (r.error or '') ~= '')
+end
+
+--- The latest review of `agent`, and the latest one that ended (either may be nil).
+---@return bgagents.Review|nil latest
+---@return bgagents.Review|nil ended
+function M.latest_review(agent)
+  local rs = type(agent) == 'table' and agent.reviews or nil
+  if type(rs) ~= 'table' or #rs == 0 then
+    return nil, nil
+  end
+  for i = #rs, 1, -1 do
+    if M.review_ended(rs[i]) then
+      return rs[#rs], rs[i]
+    end
+  end
+  return rs[#rs], nil
+end
+
+--- What a name of a fan-out group is called: the variants' name without "-vN".
+function M.group_label(agent)
+  local name = agent.name or ''
+  local stem = name:match('^(.-)%-v%d+$') or name:match('^(.-)%-v%d+%-%d+$')
+  return (stem and stem ~= '') and stem or (agent.group or '?')
+end
+
+--- The agents in list order: as given (newest first), except that the
+--- variants of a fan-out follow each other, by variant number, where the
+--- first of them would be.
+---@param agents bgagents.Agent[]
+---@return bgagents.Agent[]
+function M.grouped(agents)
+  local groups = {}
   for _, a in ipairs(agents) do
+    if a.group and a.group ~= '' then
+      groups[a.group] = groups[a.group] or {}
+      table.insert(groups[a.group], a)
+    end
+  end
+  local out, done = {}, {}
+  for _, a in ipairs(agents) do
+    local g = a.group
+    if not g or g == '' then
+      out[#out + 1] = a
+    elseif not done[g] then
+      done[g] = true
+      local members = groups[g]
+      table.sort(members, function(x, y)
+        if (x.variant or 0) == (y.variant or 0) then
+          return x.id < y.id
+        end
+        return (x.variant or 0) < (y.variant or 0)
+      end)
+      vim.list_extend(out, members)
+    end
+  end
+  return out
+end
+
+--- What the list says about an agent besides its columns: its fan-out
+--- group, pipeline step, review, conflicts, push and pull request. Each
+--- part is { text, kind } (kind names its highlight: "variant", "after",
+--- "approve", "request_changes", "comment", "reviewing", "no_verdict",
+--- "conflict", "pushed", …).
+---@param a bgagents.Agent
+---@param name_of? fun(id: string): string|nil the name of another agent
+---@param group_size? table<string, integer> variants per group
+---@return { [1]: string, [2]: string }[]
+function M.notes(a, name_of, group_size)
+  local function name(id)
+    return (name_of and name_of(id)) or id
+  end
+  local parts = {}
+  if a.group and a.group ~= '' then
+    local n = group_size and group_size[a.group]
+    parts[#parts + 1] = {
+      string.format('v%d%s of %s', a.variant or 0, n and ('/' .. n) or '', M.group_label(a)),
+      'variant',
+    }
+  end
+  if a.after and a.after ~= '' then
+    if a.state == 'queued' then
+      parts[#parts + 1] = { 'waiting for ' .. name(a.after), 'after' }
+    else
+      parts[#parts + 1] = { 'after ' .. name(a.after), 'after' }
+    end
+  end
+  if a.reviewOf and a.reviewOf ~= '' then
+    parts[#parts + 1] = { 'reviews ' .. name(a.reviewOf), 'reviewer' }
+  end
+  if type(a.integrates) == 'table' and #a.integrates > 0 then
+    local names = {}
+    for i, id in ipairs(a.integrates) do
+      names[i] = name(id)
+    end
+    parts[#parts + 1] = { 'integrates ' .. table.concat(names, ', '), 'integrates' }
+  end
+  local latest = M.latest_review(a)
+  if latest then
+    if (latest.verdict or '') ~= '' then
+      local sym = latest.verdict == 'approve' and '✓' or latest.verdict == 'request_changes' and '✗' or '•'
+      local n = type(latest.findings) == 'table' and #latest.findings or 0
+      parts[#parts + 1] = {
+        string.format('%s %s%s', sym, M.verdict_text(latest.verdict), n > 0 and (' (' .. plural(n, 'finding') .. ')') or ''),
+        latest.verdict,
+      }
+    elseif (latest.error or '') ~= '' then
+      parts[#parts + 1] = { 'review: no verdict', 'no_verdict' }
+    else
+      parts[#parts + 1] = { 'reviewing…', 'reviewing' }
+    end
+  end
+  for _, c in ipairs(type(a.conflicts) == 'table' and a.conflicts or {}) do
+    local with = (c.name and c.name ~= '') and c.name or c.base or '?'
+    parts[#parts + 1] = {
+      string.format('⚠ conflicts with %s: %s', with, table.concat(type(c.files) == 'table' and c.files or {}, ', ')),
+      'conflict',
+    }
+  end
+  if a.pullRequest and a.pullRequest ~= '' then
+    parts[#parts + 1] = { 'PR ' .. a.pullRequest, 'pull_request' }
+  elseif type(a.pushed) == 'table' then
+    parts[#parts + 1] = { 'pushed to ' .. (a.pushed.remote or '?'), 'pushed' }
+  end
+  return parts
+end
+
+local NOTES_SEP = '; '
+
+--- The lines of the agent list: a header, then one line per agent. A
+--- NOTES column (see M.notes) is added when some agent has notes.
+---@param agents bgagents.Agent[] in list order (see M.grouped)
+---@param now? number seconds since the epoch
+---@param name_of? fun(id: string): string|nil
+---@return string[] lines
+---@return table[] marks per line: { { start byte, end byte, kind } }
+function M.list_lines(agents, now, name_of)
+  local group_size = {}
+  for _, a in ipairs(agents) do
+    if a.group and a.group ~= '' then
+      group_size[a.group] = (group_size[a.group] or 0) + 1
+    end
+  end
+  local notes, any = {}, false
+  for i, a in ipairs(agents) do
+    notes[i] = M.notes(a, name_of, group_size)
+    any = any or #notes[i] > 0
+  end
+  local header = vim.deepcopy(M.list_columns)
+  if any then
+    header[#header + 1] = 'NOTES'
+  end
+  local rows = { header }
+  for i, a in ipairs(agents) do
     local state = a.state
     if a.stalledSince then
       state = state .. '(stalled)'
     end
-    rows[#rows + 1] = { state, a.name, a.branch, M.age(a.createdAt, now), M.diffstat(a.diff), M.cost(a.usage) }
+    local row = { state, a.name, a.branch, M.age(a.createdAt, now), M.diffstat(a.diff), M.cost(a.usage) }
+    if any then
+      local texts = {}
+      for j, p in ipairs(notes[i]) do
+        texts[j] = p[1]
+      end
+      row[#row + 1] = table.concat(texts, NOTES_SEP)
+    end
+    rows[#rows + 1] = row
   end
   local widths = {}
   for _, r in ipairs(rows) do
@@ -173,15 +347,92 @@ function M.list_lines(agents, now)
       widths[i] = math.max(widths[i] or 0, vim.fn.strdisplaywidth(tostring(cell)))
     end
   end
-  local lines = {}
-  for _, r in ipairs(rows) do
+  local lines, marks = {}, {}
+  for n, r in ipairs(rows) do
     local cells = {}
     for i, cell in ipairs(r) do
       cells[i] = i < #r and pad(cell, widths[i]) or tostring(cell)
     end
-    lines[#lines + 1] = table.concat(cells, '  ')
+    lines[n] = table.concat(cells, '  ')
+    marks[n] = {}
+    if any and n > 1 then
+      -- the NOTES cell is last: its parts start after the other cells
+      local col = #lines[n] - #cells[#cells]
+      for _, p in ipairs(notes[n - 1]) do
+        marks[n][#marks[n] + 1] = { col, col + #p[1], p[2] }
+        col = col + #p[1] + #NOTES_SEP
+      end
+    end
   end
-  return lines
+  return lines, marks
+end
+
+--- The message of a review that ended, and its level.
+---@param agent bgagents.Agent the reviewed agent
+---@param r bgagents.Review
+---@return string message
+---@return integer level
+function M.review_notification(agent, r)
+  local levels = vim.log.levels
+  local name = agent.name or agent.id
+  if (r.verdict or '') == '' then
+    return string.format('bgagents: the review of %s by %s gave no verdict: %s', name, r.name or r.id, r.error or ''),
+      levels.WARN
+  end
+  local n = type(r.findings) == 'table' and #r.findings or 0
+  return string.format(
+    'bgagents: review of %s by %s: %s, %s%s%s',
+    name,
+    r.name or r.id,
+    M.verdict_text(r.verdict),
+    plural(n, 'finding'),
+    (r.summary or '') ~= '' and (' — ' .. (r.summary:gsub('\n', ' '))) or '',
+    n > 0 and (' (:BgAgents findings ' .. name .. ')') or ''
+  ),
+    r.verdict == 'request_changes' and levels.WARN or levels.INFO
+end
+
+--- The message of a conflict that appeared.
+---@param agent bgagents.Agent
+---@param c bgagents.Conflict
+function M.conflict_notification(agent, c)
+  local files = table.concat(type(c.files) == 'table' and c.files or {}, ', ')
+  local name = agent.name or agent.id
+  if c.name and c.name ~= '' then
+    return string.format(
+      'bgagents: %s conflicts with %s in %s — merging both needs a resolution (:BgAgents integrate %s %s)',
+      name,
+      c.name,
+      files,
+      name,
+      c.name
+    )
+  end
+  return string.format('bgagents: %s conflicts with %s in %s (%s moved on since it started)', name, c.base or '?', files, c.base or '?')
+end
+
+local severity_type = { high = 'E', medium = 'W', low = 'I' }
+
+--- Quickfix items of a review's findings, files relative to `dir` (the
+--- agent's worktree).
+---@param r bgagents.Review
+---@param dir string
+---@return table[]
+function M.findings_items(r, dir)
+  local items = {}
+  for _, f in ipairs(type(r.findings) == 'table' and r.findings or {}) do
+    local item = {
+      text = ((f.severity or '') ~= '' and ('[' .. f.severity .. '] ') or '') .. (f.message or ''):gsub('\n', ' '),
+      type = severity_type[f.severity] or 'I',
+    }
+    if (f.file or '') ~= '' then
+      item.filename = f.file:sub(1, 1) == '/' and f.file or (dir:gsub('/$', '') .. '/' .. f.file)
+      item.lnum = (f.line or 0) > 0 and f.line or 1
+      item.col = 1
+    end
+    items[#items + 1] = item
+  end
+  return items
 end
 
 local function text_lines(prefix, text)
@@ -234,10 +485,102 @@ function M.event_lines(ev)
   return { string.format('(%s) %s', tostring(k), ev.text or '') }
 end
 
+-- One value at the start of `s` (no leading blanks): a "quoted" or
+-- 'quoted' string (a quote inside is doubled: 'it''s'), or up to the next
+-- blank. Returns the value and the rest, or nil and a message.
+local function take_value(s)
+  local q = s:sub(1, 1)
+  if q == '"' or q == "'" then
+    local out, i = {}, 2
+    while i <= #s do
+      local c = s:sub(i, i)
+      if c == q then
+        if s:sub(i + 1, i + 1) == q then
+          out[#out + 1] = q
+          i = i + 2
+        else
+          return table.concat(out), s:sub(i + 1)
+        end
+      else
+        out[#out + 1] = c
+        i = i + 1
+      end
+    end
+    return nil, 'unterminated ' .. q
+  end
+  local v, tail = s:match('^(%S+)(.*)$')
+  return v, tail or ''
+end
+
+local function known_flags(allowed)
+  local names = {}
+  for n in pairs(allowed) do
+    names[#names + 1] = '--' .. n
+  end
+  table.sort(names)
+  return table.concat(names, ', ')
+end
+
+-- Parses the flag at the start of `rest` ("--name", "--name value",
+-- "--name=value"). Returns true and the rest when it is one (setting it in
+-- `flags`), false when `rest` does not start with a flag, or nil and a
+-- message.
+local function take_flag(rest, allowed, flags)
+  local flag, tail = rest:match('^%-%-(%w[%w-]*)(.*)$')
+  if not flag then
+    return false
+  end
+  local inline = false
+  if tail:sub(1, 1) == '=' then
+    inline, tail = true, tail:sub(2)
+  elseif tail ~= '' and not tail:match('^%s') then
+    return false
+  end
+  local kind = allowed[flag]
+  if not kind then
+    return nil, string.format('unknown flag --%s (known: %s)', flag, known_flags(allowed))
+  end
+  if kind == true then
+    if inline then
+      return nil, string.format('--%s takes no value', flag)
+    end
+    flags[flag] = true
+    return true, tail
+  end
+  if not inline then
+    tail = tail:gsub('^%s+', '')
+  end
+  local value, after = nil, nil
+  if tail ~= '' then
+    value, after = take_value(tail)
+    if not value then
+      return nil, string.format('--%s: %s', flag, after)
+    end
+  end
+  if not value or value == '' then
+    return nil, string.format('--%s needs a value', flag)
+  end
+  if kind == 'list' then
+    flags[flag] = flags[flag] or {}
+    table.insert(flags[flag], value)
+  elseif kind == 'number' then
+    local n = tonumber(value)
+    if not n or n ~= math.floor(n) then
+      return nil, string.format('--%s needs a whole number, not %q', flag, value)
+    end
+    flags[flag] = n
+  else
+    flags[flag] = value
+  end
+  return true, after
+end
+
 --- Parses the leading flags of spawn/merge: `--agent NAME`, `--agent=NAME`,
---- then the rest as the text. Unknown flags are an error.
+--- `--title "two words"`, then the rest as the text. Unknown flags are an
+--- error.
 ---@param args string
----@param allowed table<string, string|boolean> flag -> "value" or true (boolean flag)
+---@param allowed table<string, string|boolean> flag -> "value", "number",
+---  "list" (repeatable: a list of values) or true (boolean flag)
 ---@return table|nil flags
 ---@return string text or error
 function M.parse_flags(args, allowed)
@@ -249,41 +592,53 @@ function M.parse_flags(args, allowed)
       rest = rest:sub(3) -- `--` ends the flags: the text may start with "--"
       break
     end
-    local flag, tail = rest:match('^%-%-(%w[%w-]*)(.*)$')
-    if not flag then
+    local ok, tail = take_flag(rest, allowed, flags)
+    if ok == nil then
+      return nil, tail
+    elseif not ok then
       break
     end
-    local inline
-    if tail:sub(1, 1) == '=' then
-      inline, tail = tail:match('^=(%S*)(.*)$')
-    elseif tail ~= '' and not tail:match('^%s') then
-      break
-    end
-    local kind = allowed[flag]
-    if not kind then
-      local names = {}
-      for n in pairs(allowed) do
-        names[#names + 1] = '--' .. n
-      end
-      table.sort(names)
-      return nil, string.format('unknown flag --%s (known: %s)', flag, table.concat(names, ', '))
-    end
-    if kind == true then
-      flags[flag] = true
-      rest = tail
-    else
-      local value = inline
-      if not value then
-        value, tail = tail:match('^%s+(%S+)(.*)$')
-      end
-      if not value or value == '' then
-        return nil, string.format('--%s needs a value', flag)
-      end
-      flags[flag] = value
-      rest = tail
-    end
+    rest = tail
   end
   return flags, (rest:gsub('^%s+', ''):gsub('%s+$', ''))
+end
+
+--- Parses flags and words in any order (`push NAME --remote up`): the
+--- flags as parse_flags, the other words (quoted or not) in order. After
+--- `--` everything is a word.
+---@return table|nil flags
+---@return string[]|string words, or the error
+function M.parse_args(args, allowed)
+  local flags, words = {}, {}
+  local rest = args or ''
+  local only_words = false
+  while true do
+    rest = rest:gsub('^%s+', '')
+    if rest == '' then
+      break
+    end
+    local ok, tail = false, nil
+    if not only_words then
+      if rest == '--' or rest:match('^%-%-%s') then
+        only_words, ok, tail = true, true, rest:sub(3)
+      else
+        ok, tail = take_flag(rest, allowed, flags)
+        if ok == nil then
+          return nil, tail
+        end
+      end
+    end
+    if not ok then
+      local w, after = take_value(rest)
+      if not w then
+        return nil, after
+      end
+      words[#words + 1] = w
+      tail = after
+    end
+    rest = tail
+  end
+  return flags, words
 end
 
 return M

@@ -160,6 +160,32 @@ M.checks = {
     end,
   },
   {
+    title = 'landing (review, push, pr)',
+    run = function()
+      local out = {}
+      local root = repo()
+      if root then
+        local r = compat.run({ 'git', '-C', root, 'remote' })
+        local remotes = r.code == 0 and compat.split_lines(r.stdout) or {}
+        if #remotes > 0 then
+          out[#out + 1] = { 'ok', 'git remotes: ' .. table.concat(remotes, ', ') .. ' (push and pr use [push] remote, default origin)' }
+        else
+          out[#out + 1] = { 'info', 'the repository has no git remote: :BgAgents push and pr need one (git remote add origin URL)' }
+        end
+      end
+      local gh = vim.fn.exepath('gh')
+      if gh ~= '' then
+        out[#out + 1] = { 'ok', 'GitHub CLI: ' .. gh .. ' (:BgAgents pr; `gh auth status` tells whether it is logged in)' }
+      else
+        out[#out + 1] = {
+          'info',
+          'the GitHub CLI (gh) is not on $PATH: :BgAgents pr needs it on the daemon\'s PATH (install it from https://cli.github.com, then `gh auth login`); push works without it',
+        }
+      end
+      return out
+    end,
+  },
+  {
     title = 'LSP clients',
     run = function()
       local client = require('bgagents.client')

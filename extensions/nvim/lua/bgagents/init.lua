@@ -27,7 +27,7 @@ local function define_command()
     nargs = '*',
     bang = true,
     range = true,
-    desc = 'bgagents: background AI agents (spawn, send, list, open, diff, log, msg, cancel, merge, discard)',
+    desc = 'bgagents: background AI agents (spawn, send, list, open, diff, log, msg, cancel, merge, discard, review, findings, push, pr, integrate)',
     complete = function(arglead, cmdline, cursorpos)
       return require('bgagents.commands').complete(arglead, cmdline, cursorpos)
     end,

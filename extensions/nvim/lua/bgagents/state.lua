@@ -54,8 +54,78 @@ local function maybe_notify(agent, prev)
   if not vim.tbl_contains(n.states, agent.state) then
     return
   end
+  -- a reviewer that finished: the verdict on the reviewed agent says it
+  if agent.reviewOf and agent.reviewOf ~= '' and agent.state == 'succeeded' and n.reviews then
+    return
+  end
   local msg, level = format.notification(agent)
   vim.notify(msg, level, { title = 'bgagents' })
+end
+
+-- Reviews whose end was announced (or was already over when first seen),
+-- by reviewer id; conflicts announced and still standing, by pair (see
+-- conflict_key). A change is announced once however many records repeat it.
+local reviews_seen, conflicts_seen = {}, {}
+
+--- The key of a conflict between `a` and another agent (the same from
+--- either side) or a's base branch.
+local function conflict_key(a, c)
+  if c.agent and c.agent ~= '' then
+    local x, y = a.id, c.agent
+    if y < x then
+      x, y = y, x
+    end
+    return x .. '|' .. y
+  end
+  return a.id .. '|base:' .. tostring(c.base)
+end
+
+local function conflicts_by_key(a)
+  local out = {}
+  for _, c in ipairs(a and type(a.conflicts) == 'table' and a.conflicts or {}) do
+    out[conflict_key(a, c)] = c
+  end
+  return out
+end
+
+--- Announces the landing news in `agent` against `prev`: a review that
+--- ended (its verdict and finding count) and a conflict that appeared.
+--- `announce`: false for records seen for the first time in a snapshot
+--- (what they hold is no news; it is only remembered).
+local function landing_news(agent, prev, announce)
+  local n = config.values.notify
+  local prev_reviews = {}
+  for _, r in ipairs(prev and type(prev.reviews) == 'table' and prev.reviews or {}) do
+    prev_reviews[r.id] = r
+  end
+  for _, r in ipairs(type(agent.reviews) == 'table' and agent.reviews or {}) do
+    if r.id and format.review_ended(r) and not reviews_seen[r.id] then
+      reviews_seen[r.id] = true
+      if announce and not format.review_ended(prev_reviews[r.id]) and n.enabled and n.reviews then
+        local msg, level = format.review_notification(agent, r)
+        vim.notify(msg, level, { title = 'bgagents' })
+      end
+    end
+  end
+  local now, before = conflicts_by_key(agent), conflicts_by_key(prev)
+  for key, c in pairs(now) do
+    if not conflicts_seen[key] then
+      conflicts_seen[key] = true
+      if announce and not before[key] and n.enabled and n.conflicts then
+        vim.notify(format.conflict_notification(agent, c), vim.log.levels.WARN, { title = 'bgagents' })
+      end
+    end
+  end
+  -- a conflict gone from this record is over once the other side's
+  -- record does not list it either: when it comes back it is news again
+  for key, c in pairs(before) do
+    if not now[key] then
+      local other = c.agent and c.agent ~= '' and M.agents[c.agent] or nil
+      if not (other and conflicts_by_key(other)[key]) then
+        conflicts_seen[key] = nil
+      end
+    end
+  end
 end
 
 --- Applies a record. `from_notification`: it came as bgagents/agentChanged,
@@ -74,6 +144,10 @@ function M.update(agent, from_notification, quiet)
   M.agents[agent.id] = agent
   if from_notification then
     maybe_notify(agent, prev)
+  end
+  local ok, e = pcall(landing_news, agent, prev, from_notification or prev ~= nil)
+  if not ok then
+    vim.notify('bgagents: ' .. tostring(e), vim.log.levels.ERROR)
   end
   if not (quiet and not prev) then
     announce(agent, prev)

@@ -31,6 +31,11 @@ local function define_highlights()
     BgAgentsSucceeded = 'String',
     BgAgentsFailed = 'DiagnosticError',
     BgAgentsDone = 'Comment',
+    BgAgentsApproved = 'String',
+    BgAgentsChangesRequested = 'DiagnosticWarn',
+    BgAgentsCommented = 'DiagnosticInfo',
+    BgAgentsConflict = 'DiagnosticWarn',
+    BgAgentsNote = 'Comment',
   }) do
     vim.cmd(string.format('highlight default link %s %s', group, link))
   end
@@ -47,6 +52,16 @@ local state_hl = {
   cancelled = 'BgAgentsDone',
   merged = 'BgAgentsDone',
   discarded = 'BgAgentsDone',
+}
+
+-- The highlight of each kind of note in the list's NOTES column.
+local note_hl = {
+  approve = 'BgAgentsApproved',
+  request_changes = 'BgAgentsChangesRequested',
+  comment = 'BgAgentsCommented',
+  no_verdict = 'BgAgentsFailed',
+  reviewing = 'BgAgentsActive',
+  conflict = 'BgAgentsConflict',
 }
 
 --- A scratch buffer called `name`, made or reused; `fresh` is true when made.
@@ -122,10 +137,10 @@ local function render_list(buf)
     M.lists[buf] = nil
     return
   end
-  local agents = state.list(not l.all and l.main or nil)
+  local agents = format.grouped(state.list(not l.all and l.main or nil))
   local keys = config.values.list.keys
   local title = string.format(
-    'bgagents: %s  (%s open, %s diff, %s log, %s message, %s cancel, %s merge, %s discard, %s keys)',
+    'bgagents: %s  (%s open, %s diff, %s log, %s message, %s cancel, %s merge, %s discard, %s review, %s findings, %s keys)',
     l.all and 'every repository' or l.main,
     keys.open or '-',
     keys.diff or '-',
@@ -134,10 +149,16 @@ local function render_list(buf)
     keys.cancel or '-',
     keys.merge or '-',
     keys.discard or '-',
+    keys.review or '-',
+    keys.findings or '-',
     keys.help or '-'
   )
   local lines = { title }
-  vim.list_extend(lines, format.list_lines(agents))
+  local rows, marks = format.list_lines(agents, nil, function(id)
+    local a = state.agents[id]
+    return a and a.name or nil
+  end)
+  vim.list_extend(lines, rows)
   if #agents == 0 then
     lines[#lines + 1] = 'no agents yet: :BgAgents spawn TASK'
   end
@@ -156,6 +177,9 @@ local function render_list(buf)
     local lnum = HEADER + i
     l.ids[lnum] = a.id
     vim.api.nvim_buf_add_highlight(buf, ns, state_hl[a.state] or 'Normal', lnum - 1, 0, #a.state)
+    for _, m in ipairs(marks[i + 1] or {}) do
+      vim.api.nvim_buf_add_highlight(buf, ns, note_hl[m[3]] or 'BgAgentsNote', lnum - 1, m[1], m[2])
+    end
     if cursor_id == a.id then
       for _, w in ipairs(wins) do
         vim.api.nvim_win_set_cursor(w, { lnum, 0 })
@@ -218,7 +242,10 @@ end
 local function list_help()
   local keys = config.values.list.keys
   local lines = {}
-  for _, k in ipairs({ 'open', 'diff', 'log', 'message', 'message_allow', 'cancel', 'merge', 'discard', 'refresh', 'close', 'help' }) do
+  for _, k in ipairs({
+    'open', 'diff', 'log', 'message', 'message_allow', 'cancel', 'merge', 'discard',
+    'review', 'findings', 'push', 'pull_request', 'integrate', 'refresh', 'close', 'help',
+  }) do
     if keys[k] then
       lines[#lines + 1] = string.format('%-6s %s', keys[k], config.schema.list.fields.keys.fields[k].description)
     end
@@ -263,6 +290,11 @@ function M.open_list(root, main, all)
     map(buf, keys.cancel, on_row(function(a) cmds.cancel(a.id, root) end), 'bgagents: cancel')
     map(buf, keys.merge, on_row(function(a) cmds.merge(a.id, {}, root) end), 'bgagents: merge')
     map(buf, keys.discard, on_row(function(a) cmds.discard(a.id, false, root, true) end), 'bgagents: discard')
+    map(buf, keys.review, on_row(function(a) cmds.review(a.id, {}, root) end), 'bgagents: review')
+    map(buf, keys.findings, on_row(function(a) cmds.findings(a.id, root) end), 'bgagents: review findings in quickfix')
+    map(buf, keys.push, on_row(function(a) cmds.push(a.id, {}, root) end), 'bgagents: push')
+    map(buf, keys.pull_request, on_row(function(a) cmds.pr(a.id, {}, root) end), 'bgagents: pull request')
+    map(buf, keys.integrate, on_row(function(a) cmds.integrate({ a.id }, {}, root) end), 'bgagents: integrate the fan-out group')
     map(buf, keys.refresh, function() M.refresh_list(buf) end, 'bgagents: refresh')
     map(buf, keys.close, close_window, 'bgagents: close')
     map(buf, keys.help, list_help, 'bgagents: keys')
@@ -314,6 +346,30 @@ function M.show_diff(result, root, main)
     map(buf, 'q', close_window, 'bgagents: close')
   end
   return buf
+end
+
+-- ---- Review findings ---------------------------------------------------
+
+--- Puts the findings of review `r` of `agent` in the quickfix list (files
+--- relative to the agent's worktree, else its repository) and opens it.
+---@param agent bgagents.Agent
+---@param r bgagents.Review
+---@return integer count of findings
+function M.show_findings(agent, r)
+  local dir = agent.worktree
+  if not dir or dir == '' or vim.fn.isdirectory(dir) == 0 then
+    dir = agent.repo
+  end
+  local items = format.findings_items(r, dir)
+  local title = string.format('bgagents: review of %s by %s: %s', agent.name, r.name or r.id, (r.verdict or '') ~= '' and format.verdict_text(r.verdict) or ('no verdict: ' .. (r.error or '')))
+  if (r.summary or '') ~= '' then
+    title = title .. ' — ' .. r.summary:gsub('\n', ' ')
+  end
+  vim.fn.setqflist({}, ' ', { title = title, items = items })
+  if #items > 0 then
+    vim.cmd('botright copen')
+  end
+  return #items
 end
 
 -- ---- Log ---------------------------------------------------------------
