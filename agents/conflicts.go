@@ -24,12 +24,13 @@ import (
 type conflictTracker struct {
 	m       *Manager
 	watcher *fsnotify.Watcher
-	kicks   chan string
+	kicks   chan struct{}
 
-	mu    sync.Mutex
-	repos map[string]*trackedRepo // by main checkout
-	dirs  map[string]string       // watched directory → main checkout
-	cache map[[2]string][]string  // sorted commit pair → conflicting files
+	mu      sync.Mutex
+	pending map[string]bool         // repos kicked since the loop last looked
+	repos   map[string]*trackedRepo // by main checkout
+	dirs    map[string]string       // watched directory → main checkout
+	cache   map[[2]string][]string  // sorted commit pair → conflicting files
 }
 
 type trackedRepo struct {
@@ -43,11 +44,12 @@ const debounce = 150 * time.Millisecond
 
 func newConflictTracker(m *Manager) *conflictTracker {
 	t := &conflictTracker{
-		m:     m,
-		kicks: make(chan string, 64),
-		repos: map[string]*trackedRepo{},
-		dirs:  map[string]string{},
-		cache: map[[2]string][]string{},
+		m:       m,
+		kicks:   make(chan struct{}, 1),
+		pending: map[string]bool{},
+		repos:   map[string]*trackedRepo{},
+		dirs:    map[string]string{},
+		cache:   map[[2]string][]string{},
 	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
@@ -61,15 +63,12 @@ func newConflictTracker(m *Manager) *conflictTracker {
 
 // kick asks for repo to be recomputed soon.
 func (t *conflictTracker) kick(repo string) {
+	t.mu.Lock()
+	t.pending[repo] = true
+	t.mu.Unlock()
 	select {
-	case t.kicks <- repo:
-	default: // full: a refresh is already due
-		go func() {
-			select {
-			case t.kicks <- repo:
-			case <-t.m.ctx.Done():
-			}
-		}()
+	case t.kicks <- struct{}{}:
+	default: // a wake-up is already queued; it takes every pending repo
 	}
 }
 
@@ -94,8 +93,13 @@ func (t *conflictTracker) loop() {
 		select {
 		case <-t.m.ctx.Done():
 			return
-		case repo := <-t.kicks:
-			arm(repo)
+		case <-t.kicks:
+			t.mu.Lock()
+			for repo := range t.pending {
+				arm(repo)
+			}
+			clear(t.pending)
+			t.mu.Unlock()
 		case ev, ok := <-events:
 			if !ok {
 				events = nil
@@ -234,19 +238,29 @@ func (t *conflictTracker) refresh(ctx context.Context, repo string) {
 	}
 	for _, a := range live {
 		var cs []Conflict
-		tip := tips[a.Branch]
-		if tip != "" {
+		// An agent without commits has nothing to conflict with yet.
+		if tip := tips[a.Branch]; tip != "" && tip != a.BaseCommit {
 			if bt := tips[a.Base]; bt != "" && bt != a.BaseCommit {
 				if files := t.pair(ctx, repo, bt, tip); len(files) > 0 {
 					cs = append(cs, Conflict{Base: a.Base, Files: files})
 				}
 			}
+			mine := t.changed(ctx, repo, a.BaseCommit, tip)
 			for _, b := range live {
 				tb := tips[b.Branch]
-				if b.ID == a.ID || b.Base != a.Base || tb == "" {
+				if b.ID == a.ID || b.Base != a.Base || tb == "" || tb == b.BaseCommit {
 					continue
 				}
-				if files := t.pair(ctx, repo, tip, tb); len(files) > 0 {
+				// Only files both agents changed: when their bases differ,
+				// the base's own changes must not count as the other's.
+				theirs := t.changed(ctx, repo, b.BaseCommit, tb)
+				var files []string
+				for _, f := range t.pair(ctx, repo, tip, tb) {
+					if mine[f] && theirs[f] {
+						files = append(files, f)
+					}
+				}
+				if len(files) > 0 {
 					cs = append(cs, Conflict{Agent: b.ID, Name: b.Name, Files: files})
 				}
 			}
@@ -260,6 +274,36 @@ func (t *conflictTracker) refresh(ctx context.Context, repo string) {
 			})
 		}
 	}
+}
+
+// changed returns the paths changed between base and tip (old and new
+// names of renames).
+func (t *conflictTracker) changed(ctx context.Context, repo, base, tip string) map[string]bool {
+	key := [2]string{"changed " + base, tip}
+	t.mu.Lock()
+	files, ok := t.cache[key]
+	t.mu.Unlock()
+	if !ok {
+		fcs, err := worktree.ChangedFiles(ctx, repo, base, tip)
+		if err != nil {
+			return nil
+		}
+		files = []string{}
+		for _, f := range fcs {
+			files = append(files, f.Path)
+			if f.OldPath != "" {
+				files = append(files, f.OldPath)
+			}
+		}
+		t.mu.Lock()
+		t.cache[key] = files
+		t.mu.Unlock()
+	}
+	set := make(map[string]bool, len(files))
+	for _, f := range files {
+		set[f] = true
+	}
+	return set
 }
 
 // pair returns the files that conflict when commits x and y are merged.

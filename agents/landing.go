@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,10 @@ func (m *Manager) afterTransition(a *Agent, from State) {
 	if from == a.State {
 		return
 	}
+	if a.ReviewOf != "" {
+		// Not under the caller's locks: the reviewed agent has its own.
+		m.background(func(context.Context) { m.attachReview(a.ID) })
+	}
 	if a.State.Final() {
 		m.background(func(context.Context) { m.schedule(a.Repo) })
 	}
@@ -43,6 +48,11 @@ func (m *Manager) afterTransition(a *Agent, from State) {
 			m.background(func(ctx context.Context) {
 				if _, err := m.Review(ctx, a.ID, a.Repo, "", ""); err != nil {
 					m.log.Warn("automatic review", zap.String("id", a.ID), zap.Error(err))
+					now := time.Now().UTC()
+					m.update(a.ID, func(t *Agent) {
+						t.Reviews = append(t.Reviews, Review{Head: a.Head, CreatedAt: now, FinishedAt: &now,
+							Error: "the automatic review could not start: " + err.Error() + "; set [review] agent to an agent with a read-only mode, or run bgagents review --agent NAME"})
+					})
 				}
 			})
 		}
@@ -191,10 +201,12 @@ func (m *Manager) Review(ctx context.Context, ref, repo, agentName, model string
 		return nil, err
 	}
 	m.update(t.ID, func(t *Agent) {
-		t.Reviews = append(t.Reviews, Review{
-			ID: rev.ID, Name: rev.Name, Agent: rev.Agent, Model: rev.Model,
-			Head: head, State: rev.State, CreatedAt: rev.CreatedAt,
-		})
+		if !slices.ContainsFunc(t.Reviews, func(r Review) bool { return r.ID == rev.ID }) {
+			t.Reviews = append(t.Reviews, Review{
+				ID: rev.ID, Name: rev.Name, Agent: rev.Agent, Model: rev.Model,
+				Head: head, State: rev.State, CreatedAt: rev.CreatedAt,
+			})
+		}
 	})
 	return rev, nil
 }
@@ -235,38 +247,42 @@ func (m *Manager) reviewPrompt(ctx context.Context, rev *Agent) (string, error) 
 	return b.String(), nil
 }
 
-// attachReview copies a reviewer's state, and once it ended its verdict,
-// into the reviewed agent's record. It runs before the reviewer's new
-// state is published, so whoever waits for the reviewer finds the verdict.
-func (m *Manager) attachReview(rev *Agent) {
+// attachReview copies a reviewer's current state, and once it ended its
+// verdict, into the reviewed agent's record. It reads the reviewer from the
+// store, so calls that run late or out of order still leave the latest.
+func (m *Manager) attachReview(reviewerID string) {
+	rev, err := m.store.Get(context.WithoutCancel(m.ctx), reviewerID)
+	if err != nil || rev.ReviewOf == "" {
+		return
+	}
 	m.update(rev.ReviewOf, func(t *Agent) {
-		for i := range t.Reviews {
-			r := &t.Reviews[i]
-			if r.ID != rev.ID {
-				continue
-			}
-			r.State = rev.State
-			if rev.State.Live() && rev.State != StateNeedsInput {
-				return
-			}
-			r.FinishedAt = rev.FinishedAt
-			switch rev.State {
-			case StateSucceeded:
-				r.Verdict, r.Summary, r.Findings = ParseReview(rev.Result)
-				r.Error = ""
-			case StateNeedsInput:
-				r.Error = "the reviewer stopped with a question: " + rev.Error
-			case StateDiscarded, StateMerged:
-				if r.Verdict == "" && r.Error == "" {
-					r.Error = "the reviewer was " + string(rev.State) + " before it gave a verdict"
-				}
-			default:
-				r.Error = "the reviewer " + string(rev.State)
-				if rev.Error != "" {
-					r.Error += ": " + rev.Error
-				}
-			}
+		i := slices.IndexFunc(t.Reviews, func(r Review) bool { return r.ID == rev.ID })
+		if i < 0 {
+			// The reviewer moved before Review added its entry.
+			t.Reviews = append(t.Reviews, Review{ID: rev.ID, Name: rev.Name, Agent: rev.Agent, Model: rev.Model, Head: rev.BaseCommit, CreatedAt: rev.CreatedAt})
+			i = len(t.Reviews) - 1
+		}
+		r := &t.Reviews[i]
+		r.State = rev.State
+		if rev.State.Live() && rev.State != StateNeedsInput {
 			return
+		}
+		r.FinishedAt = rev.FinishedAt
+		switch rev.State {
+		case StateSucceeded:
+			r.Verdict, r.Summary, r.Findings = ParseReview(rev.Result)
+			r.Error = ""
+		case StateNeedsInput:
+			r.Error = "the reviewer stopped with a question: " + rev.Error
+		case StateDiscarded, StateMerged:
+			if r.Verdict == "" && r.Error == "" {
+				r.Error = "the reviewer was " + string(rev.State) + " before it gave a verdict"
+			}
+		default:
+			r.Error = "the reviewer " + string(rev.State)
+			if rev.Error != "" {
+				r.Error += ": " + rev.Error
+			}
 		}
 	})
 }
@@ -504,6 +520,9 @@ func (m *Manager) pushLocked(ctx context.Context, id string, opt PushOptions) (*
 	rs.git.Unlock()
 	sha, err := worktree.Push(ctx, a.Repo, remote, a.Branch)
 	if err != nil {
+		if strings.Contains(err.Error(), "was rejected") {
+			return nil, Errorf(ErrExternal, "pushing agent %s failed: %w", a.Name, err)
+		}
 		return nil, Errorf(ErrExternal, "pushing agent %s failed: %w; check that the remote is reachable and that you may push to it", a.Name, err)
 	}
 	a.Pushed = &Push{Remote: remote, Branch: a.Branch, Commit: sha, At: time.Now().UTC()}

@@ -121,6 +121,7 @@ type run struct {
 
 	// guarded by Manager.mu
 	cancelRequested bool
+	provCancel      context.CancelFunc // ends provisioning (nil once the shim starts)
 	shimPID         int
 	cmd             *exec.Cmd
 
@@ -279,6 +280,13 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Resources earlier removals could not release (a database server
+	// that was down) are tried again.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.retryPendingReleases(m.ctx)
+	}()
 	repos := map[string]bool{}
 	for _, a := range live {
 		repos[a.Repo] = true
@@ -328,6 +336,9 @@ func (m *Manager) reprovision(ctx context.Context, a *Agent) {
 		}
 		return
 	}
+	// A setup command the previous daemon started may still run: it would
+	// write into the worktree made next.
+	m.killSetup(ctx, a.ID)
 	rs := m.repo(a.Repo)
 	rs.git.Lock()
 	if a.Worktree != "" {
@@ -337,7 +348,19 @@ func (m *Manager) reprovision(ctx context.Context, a *Agent) {
 		_ = worktree.DeleteBranch(ctx, a.Repo, a.Branch, true)
 	}
 	rs.git.Unlock()
-	_, _ = m.transition(ctx, a.ID, StateQueued, "daemon restarted while preparing the worktree", nil)
+	// The port lease and the database copy are made again too. A copy
+	// that cannot be dropped would make the next attempt fail (its name is
+	// the agent's own), so the agent fails now, naming it.
+	if err := m.releaseOrRecord(ctx, a); err != nil {
+		msg := "daemon restarted while preparing the worktree: " + err.Error()
+		_, _ = m.transition(ctx, a.ID, StateFailed, msg, func(a *Agent) {
+			a.Error = msg
+			now := time.Now().UTC()
+			a.FinishedAt = &now
+		})
+		return
+	}
+	_, _ = m.transition(ctx, a.ID, StateQueued, "daemon restarted while preparing the worktree", clearResources)
 }
 
 // adopt takes over supervising an agent whose shim a previous daemon
@@ -424,6 +447,9 @@ func (m *Manager) SpawnGroup(ctx context.Context, req SpawnRequest) ([]*Agent, e
 	}
 	if req.Agent != "" && len(req.Agents) > 0 {
 		return nil, Errorf(ErrInvalid, "give either agent or agents, not both")
+	}
+	if req.Variants > 0 && len(req.Agents) > req.Variants {
+		return nil, Errorf(ErrInvalid, "%d agents given for %d variants; give at most one agent per variant", len(req.Agents), req.Variants)
 	}
 	names := req.Agents
 	if req.Agent != "" {
@@ -746,16 +772,30 @@ func (m *Manager) provision(r *run) {
 		m.endRun(r)
 		return
 	}
+	// Preparing stops when the agent is cancelled (Cancel ends pctx) or
+	// the daemon stops.
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	m.mu.Lock()
+	r.provCancel = pcancel
+	if r.cancelRequested {
+		pcancel()
+	}
+	m.mu.Unlock()
 	fail := func(stage string, err error) {
+		if m.ctx.Err() != nil && !m.cancelRequested(r) {
+			// The daemon is stopping, not the agent: the next daemon
+			// removes what was half made and starts over (reprovision).
+			m.log.Info("daemon stopping while the worktree was being prepared; left for the next daemon", zap.String("id", r.id), zap.String("stage", stage), zap.Error(err))
+			m.endRun(r)
+			return
+		}
 		m.log.Warn("provisioning failed", zap.String("id", r.id), zap.String("stage", stage), zap.Error(err))
 		m.bus.Publish(Notice{Progress: &ProgressNotice{ID: r.id, Title: "Preparing " + a.Name, Message: stage + " failed", Done: true, Failed: true}})
 		if cur, err := m.store.Get(context.WithoutCancel(ctx), a.ID); err == nil {
 			a = cur
 		}
-		if err := m.releaseResources(context.WithoutCancel(ctx), a); err != nil {
-			m.log.Warn("release resources", zap.String("id", a.ID), zap.Error(err))
-		}
-		m.releaseWorktree(context.WithoutCancel(ctx), a)
+		released := m.releaseWorktree(context.WithoutCancel(ctx), a) == nil
 		state, msg := StateFailed, fmt.Sprintf("%s: %v", stage, err)
 		if m.cancelRequested(r) {
 			state, msg = StateCancelled, "cancelled while the worktree was being prepared"
@@ -764,6 +804,9 @@ func (m *Manager) provision(r *run) {
 			a.Error = msg
 			now := time.Now().UTC()
 			a.FinishedAt = &now
+			if released {
+				clearResources(a)
+			}
 		})
 		m.endRun(r)
 	}
@@ -780,7 +823,7 @@ func (m *Manager) provision(r *run) {
 		fail("load config", err)
 		return
 	}
-	warm := m.claimPooled(ctx, a, cfg)
+	warm := m.claimPooled(pctx, a, cfg)
 	if warm {
 		progress("took a ready worktree from the pool")
 		m.fillPool(a.Repo)
@@ -788,7 +831,7 @@ func (m *Manager) provision(r *run) {
 		progress("creating worktree " + a.Worktree)
 		rs := m.repo(a.Repo)
 		rs.git.Lock()
-		err = worktree.Create(ctx, a.Repo, a.Worktree, a.Branch, a.BaseCommit)
+		err = worktree.Create(pctx, a.Repo, a.Worktree, a.Branch, a.BaseCommit)
 		rs.git.Unlock()
 		if err != nil {
 			fail("create worktree", err)
@@ -804,14 +847,14 @@ func (m *Manager) provision(r *run) {
 		progress("merging the branches to integrate")
 		rs := m.repo(a.Repo)
 		rs.git.Lock()
-		integration, err = m.integrateBranches(ctx, a)
+		integration, err = m.integrateBranches(pctx, a)
 		rs.git.Unlock()
 		if err != nil {
 			fail("merge branches", err)
 			return
 		}
 	}
-	if stage, err := m.prepare(ctx, r, a, cfg, warm, progress); err != nil {
+	if stage, err := m.prepare(pctx, r, a, cfg, warm, progress); err != nil {
 		if stage == "setup" {
 			m.drainSetupOutput(r)
 		}
@@ -828,7 +871,7 @@ func (m *Manager) provision(r *run) {
 		fail("agent", err)
 		return
 	}
-	prompt, err := m.prompt(ctx, a)
+	prompt, err := m.prompt(pctx, a)
 	if err != nil {
 		fail("prompt", err)
 		return
@@ -843,6 +886,14 @@ func (m *Manager) provision(r *run) {
 		fail("agent command", err)
 		return
 	}
+	// A cancel during the last steps: nothing is started.
+	if m.cancelRequested(r) || pctx.Err() != nil {
+		fail("start", context.Canceled)
+		return
+	}
+	m.mu.Lock()
+	r.provCancel = nil // from here on Cancel signals the shim
+	m.mu.Unlock()
 	progress("starting " + a.Agent)
 	if err := m.launch(r, a, argv, env, 1); err != nil {
 		fail("start shim", err)
@@ -956,21 +1007,7 @@ func promptFor(a *Agent) string {
 
 // agentEnv is the environment of an agent: the daemon's, plus where it runs.
 func agentEnv(a *Agent) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		// The daemon's own directory and bgagents' internals are not the
-		// agent's business.
-		name, _, _ := strings.Cut(kv, "=")
-		switch name {
-		case "PWD", "OLDPWD", "BGAGENTS_GRACE",
-			// A daemon started from a git hook must not point the agent's
-			// git at another repository.
-			"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY",
-			"GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_PREFIX", "GIT_NAMESPACE":
-			continue
-		}
-		env = append(env, kv)
-	}
+	env := daemonEnv(false)
 	env = append(env, resourceEnv(a)...)
 	return append(env,
 		"PWD="+a.Worktree,
@@ -1431,13 +1468,20 @@ func (m *Manager) finalize(r *run) {
 			diff = DiffStat{Commits: s.Commits, Files: s.Files, Additions: s.Additions, Deletions: s.Deletions}
 		}
 		head, _ = worktree.Head(ctx, a.Worktree)
+		if state == StateSucceeded && len(a.Integrates) > 0 {
+			if files, err := worktree.ConflictMarkers(ctx, a.Worktree); err == nil && len(files) > 0 {
+				state = StateFailed
+				reason = "conflict markers are still in: " + strings.Join(files, ", ") + "; send a follow-up to resolve them"
+				errMsg = reason
+			}
+		}
 	}
 	result := r.result
 	if result == "" {
 		result = r.lastOut
 	}
 	now := time.Now().UTC()
-	cleaned := false
+	cleaned, released := false, false
 	branchTip, _ := worktree.ResolveCommit(ctx, a.Repo, a.Branch)
 	moved := head != "" && head != branchTip // the agent left HEAD elsewhere (detached)
 	if diff.Commits == 0 && diff.Files == 0 && !moved && state != StateLost && state != StateNeedsInput {
@@ -1448,9 +1492,9 @@ func (m *Manager) finalize(r *run) {
 			if derr == nil && !dirty {
 				_ = worktree.Remove(ctx, a.Repo, a.Worktree, false)
 				_ = worktree.DeleteBranch(ctx, a.Repo, a.Branch, false)
-				if err := m.releaseResources(ctx, a); err != nil {
-					m.log.Warn("release resources", zap.String("id", a.ID), zap.Error(err))
-				}
+				// What cannot be released now is recorded and retried
+				// (rm, the next daemon start).
+				released = m.releaseOrRecord(ctx, a) == nil
 				cleaned = true
 			}
 			rs.git.Unlock()
@@ -1474,6 +1518,9 @@ func (m *Manager) finalize(r *run) {
 		}
 		a.ShimPID = 0
 		a.Cleaned = cleaned
+		if released {
+			clearResources(a)
+		}
 		if !st.StartedAt.IsZero() && a.StartedAt == nil {
 			t := st.StartedAt.UTC()
 			a.StartedAt = &t
@@ -1548,9 +1595,6 @@ func (m *Manager) transitionLocked(ctx context.Context, id string, to State, rea
 	}
 	if err := m.store.PutTransition(ctx, a, from, reason); err != nil {
 		return nil, err
-	}
-	if a.ReviewOf != "" && from != to {
-		m.attachReview(a.Clone())
 	}
 	m.publishAgent(a)
 	m.afterTransition(a.Clone(), from)

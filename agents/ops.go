@@ -73,6 +73,11 @@ func (m *Manager) Cancel(ctx context.Context, ref, repo string) (*Agent, error) 
 	}
 	r.cancelRequested = true
 	pid := r.shimPID
+	if r.provCancel != nil && pid == 0 {
+		// Still preparing: stop the step under way (the setup command's
+		// process group is killed); provisioning then ends as cancelled.
+		r.provCancel()
+	}
 	m.mu.Unlock()
 	if pid > 0 {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
@@ -408,12 +413,22 @@ func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool, into
 		return nil, fmt.Errorf("merge %s: %w", a.Name, err)
 	}
 	m.log.Info("merged", zap.String("id", a.ID), zap.String("into", target), zap.String("commit", newBase))
+	reason := fmt.Sprintf("merged into %s as %s", target, short(newBase))
+	released := false
 	if err := m.removeWorktreeLocked(ctx, a, true); err != nil {
+		// The merge happened: it is recorded, and what could not be
+		// cleaned up is named (rm cleans up later).
 		m.log.Warn("clean up after merge", zap.String("id", a.ID), zap.Error(err))
+		reason += "; warning: " + err.Error()
+	} else {
+		released = true
 	}
-	return m.transitionLocked(ctx, a.ID, StateMerged, fmt.Sprintf("merged into %s as %s", target, short(newBase)), func(a *Agent) {
+	return m.transitionLocked(ctx, a.ID, StateMerged, reason, func(a *Agent) {
 		a.Head = head
 		a.Diff = DiffStat{Commits: stat.Commits, Files: stat.Files, Additions: stat.Additions, Deletions: stat.Deletions}
+		if released {
+			clearResources(a)
+		}
 	})
 }
 
@@ -424,6 +439,13 @@ func (m *Manager) Discard(ctx context.Context, ref, repo string, force bool) (*A
 	a, err := m.Resolve(ctx, ref, repo)
 	if err != nil {
 		return nil, err
+	}
+	if (a.State.Landed() || a.Cleaned) && m.hasPendingRelease(a.ID) {
+		// Its worktree is gone; what is left is what could not be
+		// released then (a database copy).
+		if a, err = m.retryPendingRelease(ctx, a.ID); err != nil || a.State.Landed() {
+			return a, err
+		}
 	}
 	if a.State.Landed() {
 		return nil, Errorf(ErrState, "agent %s was already %s", a.Name, a.State)
@@ -468,18 +490,45 @@ func (m *Manager) Discard(ctx context.Context, ref, repo string, force bool) (*A
 			}
 		}
 	}
+	reason := "discarded"
+	released := true
 	if err := m.removeWorktreeLocked(ctx, a, force); err != nil {
-		return nil, fmt.Errorf("discard %s: %w", a.Name, err)
+		var pending *ReleasePendingError
+		if !force || !errors.As(err, &pending) {
+			return nil, fmt.Errorf("discard %s: %w", a.Name, err)
+		}
+		// --force: the worktree and branch are gone; the rest is
+		// recorded, named, and retried later.
+		reason += "; warning: " + err.Error()
+		released = false
 	}
-	return m.transitionLocked(ctx, a.ID, StateDiscarded, "discarded", nil)
+	return m.transitionLocked(ctx, a.ID, StateDiscarded, reason, func(a *Agent) {
+		if released {
+			clearResources(a)
+		}
+	})
 }
 
-// removeWorktreeLocked removes the agent's worktree and branch; the
-// repository's git lock must be held.
-func (m *Manager) removeWorktreeLocked(ctx context.Context, a *Agent, force bool) error {
-	if err := m.releaseResources(ctx, a); err != nil {
-		return err
+// retryPendingRelease releases what an earlier removal of agent id left.
+func (m *Manager) retryPendingRelease(ctx context.Context, id string) (*Agent, error) {
+	unlock := m.lockAgent(id)
+	defer unlock()
+	a, err := m.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
 	}
+	if err := m.retryPendingReleaseLocked(ctx, a); err != nil {
+		return nil, fmt.Errorf("discard %s: %w", a.Name, err)
+	}
+	return a, nil
+}
+
+// removeWorktreeLocked removes the agent's worktree and branch, then
+// releases its resources (ports, database copy); the repository's git lock
+// must be held. When only the release fails, the worktree and branch are
+// gone, what is left is recorded for a later retry, and the error is a
+// *ReleasePendingError.
+func (m *Manager) removeWorktreeLocked(ctx context.Context, a *Agent, force bool) error {
 	if a.Worktree != "" {
 		if err := worktree.Remove(ctx, a.Repo, a.Worktree, force); err != nil {
 			return err
@@ -490,17 +539,19 @@ func (m *Manager) removeWorktreeLocked(ctx context.Context, a *Agent, force bool
 			return err
 		}
 	}
-	return nil
+	return m.releaseOrRecord(ctx, a)
 }
 
 // releaseWorktree removes what provisioning made, after a failure.
-func (m *Manager) releaseWorktree(ctx context.Context, a *Agent) {
+func (m *Manager) releaseWorktree(ctx context.Context, a *Agent) error {
 	rs := m.repo(a.Repo)
 	rs.git.Lock()
 	defer rs.git.Unlock()
-	if err := m.removeWorktreeLocked(ctx, a, true); err != nil {
+	err := m.removeWorktreeLocked(ctx, a, true)
+	if err != nil {
 		m.log.Warn("release worktree", zap.String("id", a.ID), zap.Error(err))
 	}
+	return err
 }
 
 func firstLine(s string) string {

@@ -83,6 +83,15 @@ func (m *Manager) loadPoolLocked(repo string) {
 // is none (or claiming failed), and the caller creates the worktree.
 func (m *Manager) claimPooled(ctx context.Context, a *Agent, cfg *config.Config) bool {
 	if cfg.Worktree.Pool <= 0 {
+		// The pool was turned off: entries made before are thrown away.
+		m.pool.mu.Lock()
+		m.loadPoolLocked(a.Repo)
+		stale := m.pool.entries[a.Repo]
+		delete(m.pool.entries, a.Repo)
+		m.pool.mu.Unlock()
+		for _, x := range stale {
+			m.dropPoolEntry(context.WithoutCancel(ctx), x)
+		}
 		return false
 	}
 	hash := poolHash(a.Repo, cfg)
@@ -243,8 +252,11 @@ func (m *Manager) makePoolEntry(ctx context.Context, repo string, cfg *config.Co
 		}
 	}
 	if len(cfg.Worktree.Setup) > 0 {
-		env := append(os.Environ(), "BGAGENTS_WORKTREE="+e.Path, "BGAGENTS_MAIN_CHECKOUT="+repo, "BGAGENTS_POOL=1")
-		if err := provision.RunSetup(ctx, e.Path, env, cfg.Worktree.Setup, io.Discard, nil); err != nil {
+		// No agent owns the worktree yet: the developer's own PORT or
+		// DATABASE_URL must not reach the setup (a migration would run
+		// against their database).
+		env := append(daemonEnv(true), "PWD="+e.Path, "BGAGENTS_WORKTREE="+e.Path, "BGAGENTS_MAIN_CHECKOUT="+repo, "BGAGENTS_POOL=1")
+		if err := runSetup(ctx, cfg, e.Path, env, io.Discard, provision.SetupHooks{}); err != nil {
 			return fail(err)
 		}
 	}

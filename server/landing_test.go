@@ -65,11 +65,12 @@ func TestReviewAttachesFindingsFromFreshContext(t *testing.T) {
 	if done := wait(t, c, rev.ID); done.State != agents.StateSucceeded {
 		t.Fatalf("reviewer %s: %s", done.State, done.Error)
 	}
-	// The verdict is on the writer's record as soon as the reviewer ended.
-	got := get(t, c, w.ID)
-	if len(got.Reviews) != 1 {
-		t.Fatalf("reviews on the writer: %+v", got.Reviews)
-	}
+	// The verdict lands on the writer's record (announced by agentChanged).
+	var got *agents.Agent
+	testenv.Eventually(t, 10*time.Second, "the review attached to the writer", func() bool {
+		got = get(t, c, w.ID)
+		return len(got.Reviews) == 1 && got.Reviews[0].FinishedAt != nil
+	})
 	r := got.Reviews[0]
 	if r.ID != rev.ID || r.State != agents.StateSucceeded || r.Verdict != agents.VerdictRequestChanges || r.Summary != "greeting is wrong" || r.Head != w.Head {
 		t.Errorf("review: %+v", r)
@@ -161,6 +162,9 @@ func TestConflictsBetweenAgentsAndMergeRefused(t *testing.T) {
 	if got := get(t, c, a.ID); got.State != agents.StateMerged || len(got.Conflicts) != 0 {
 		t.Errorf("merged agent: %s conflicts %+v", got.State, got.Conflicts)
 	}
+	// An agent spawned after main moved, touching another file, is not
+	// reported as conflicting with b because of main's own changes.
+	late := wait(t, c, spawn(t, c, repo.Dir, "write late.txt late").ID)
 	// A branch moved outside bgagents (a commit on main that touches what
 	// the unrelated agent changed) is noticed through the ref watch.
 	if err := os.WriteFile(filepath.Join(repo.Dir, "other.txt"), []byte("from main\n"), 0o644); err != nil {
@@ -172,6 +176,12 @@ func TestConflictsBetweenAgentsAndMergeRefused(t *testing.T) {
 		f := conflictWith(other, "")
 		return len(f) == 1 && f[0] == "other.txt"
 	})
+	if cs := get(t, c, late.ID).Conflicts; len(cs) != 0 {
+		t.Errorf("an agent spawned after main moved is reported as conflicting: %+v", cs)
+	}
+	if f := conflictWith(b, late.Name); f != nil {
+		t.Errorf("b reported as conflicting with %s: %v", late.Name, f)
+	}
 }
 
 func TestPushToLocalBareRemote(t *testing.T) {
@@ -337,7 +347,7 @@ func TestFanOutThenIntegrate(t *testing.T) {
 	d := startInProcess(t, time.Second)
 	promptFile := filepath.Join(t.TempDir(), "integrate-prompt")
 	ta := testenv.TestAgent(t)
-	repo := testenv.NewRepo(t, fmt.Sprintf("\n[agents.resolver]\ncommand = [%q, \"{prompt}\"]\nenv = { TESTAGENT_SCRIPT = '''argv %s; write stamp.txt resolved''' }\n", ta, promptFile))
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[agents.resolver]\ncommand = [%q, \"{prompt}\"]\nenv = { TESTAGENT_SCRIPT = '''argv %s; write stamp.txt resolved''' }\n\n[agents.lazy]\ncommand = [%q, \"{prompt}\"]\nenv = { TESTAGENT_SCRIPT = '''say left as it is''' }\n", ta, promptFile, ta))
 	c := d.client(t)
 	var res server.SpawnResult
 	stamp := "stamp.txt"
@@ -385,6 +395,13 @@ func TestFanOutThenIntegrate(t *testing.T) {
 	prompt, _ := os.ReadFile(promptFile)
 	if !strings.Contains(string(prompt), "conflict markers") || !strings.Contains(string(prompt), stamp) || !strings.Contains(string(prompt), res.Agents[2].Branch) {
 		t.Errorf("the integration prompt does not name the conflicts and branches:\n%s", prompt)
+	}
+	// An integration agent that leaves the conflict markers in fails.
+	if err := call(t, c, server.MethodIntegrate, server.IntegrateParams{IDs: ids, Agent: "lazy"}, &ir); err != nil {
+		t.Fatal(err)
+	}
+	if left := wait(t, c, ir.Agent.ID); left.State != agents.StateFailed || !strings.Contains(left.Error, "conflict markers are still in: "+stamp) {
+		t.Errorf("integration leaving markers: %s %q", left.State, left.Error)
 	}
 	// Bad input: one agent, an unknown agent.
 	if err := call(t, c, server.MethodIntegrate, server.IntegrateParams{IDs: ids[:1]}, nil); rpcCode(err) != -32602 {

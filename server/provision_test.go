@@ -201,15 +201,13 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 // A copy source that does not exist is a clear error and nothing is left.
 func TestMissingCopySourceIsAClearError(t *testing.T) {
 	d := startInProcess(t, time.Second)
-	repo := testenv.NewRepo(t, "\n[worktree]\ncopy = [\"node_modules\"]\n")
+	repo := testenv.NewRepo(t, "\n[ports]\nrange = \"48500-48599\"\n\n[worktree]\ncopy = [\"node_modules\"]\n")
 	c := d.client(t)
 	a := wait(t, c, spawn(t, c, repo.Dir, "write x.txt x").ID)
 	if a.State != agents.StateFailed || !strings.Contains(a.Error, "node_modules") {
 		t.Fatalf("state %s error %q", a.State, a.Error)
 	}
-	if _, err := os.Stat(a.Worktree); !os.IsNotExist(err) {
-		t.Errorf("worktree left behind: %v", err)
-	}
+	assertNothingLeft(t, d, repo.Dir, a)
 }
 
 // Each agent works on its own copy of the Postgres dev database: seeded
@@ -221,7 +219,7 @@ func TestPostgresCopyPerAgent(t *testing.T) {
 	pg.Exec(t, "app_dev", `CREATE TABLE users (name text)`)
 	pg.Exec(t, "app_dev", `INSERT INTO users VALUES ('seeded')`)
 	d := startInProcess(t, time.Second)
-	repo := testenv.NewRepo(t, fmt.Sprintf("\n[database]\nkind = \"postgres\"\nurl = %q\n", pg.URL("app_dev")))
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[ports]\nrange = \"48600-48699\"\n\n[database]\nkind = \"postgres\"\nurl = %q\n", pg.URL("app_dev")))
 	c := d.client(t)
 	gate := filepath.Join(t.TempDir(), "gate")
 	a := spawn(t, c, repo.Dir, "printenv DATABASE_URL; waitfile "+gate+"; write x.txt x")
@@ -254,8 +252,13 @@ func TestPostgresCopyPerAgent(t *testing.T) {
 	if busy.State != agents.StateFailed || !strings.Contains(busy.Error, "connected") {
 		t.Fatalf("busy template: %s %q", busy.State, busy.Error)
 	}
-	if _, err := os.Stat(busy.Worktree); !os.IsNotExist(err) {
-		t.Error("worktree left behind after the database copy failed")
+	if !strings.Contains(busy.Error, "[database] url") {
+		t.Errorf("busy template: the remedy names the wrong key: %q", busy.Error)
+	}
+	assertNothingLeft(t, d, repo.Dir, busy)
+	// The failed spawn dropped nothing of the running agent's.
+	if dbs := agentDatabases(t, pg); len(dbs) != 1 {
+		t.Errorf("databases after the busy-template failure: %v", dbs)
 	}
 	orig.Close(ctx)
 	writeFile(t, gate)
@@ -322,5 +325,15 @@ func TestWarmPoolClaimsAReadyWorktree(t *testing.T) {
 		ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
 		return len(ents) == 1
 	})
-
+	if err := c.Call(context.Background(), server.MethodDiscard, server.DiscardParams{ID: second.ID, Force: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
+	want := "refs/heads/bgagents-pool/" + strings.TrimSuffix(ents[0].Name(), ".json")
+	if got := testenv.Git(t, repo.Dir, "for-each-ref", "--format=%(refname)", "refs/heads/bgagents-pool/"); got != want {
+		t.Errorf("pool branches after discard: %q; want only the ready entry's %q", got, want)
+	}
+	if out := testenv.Git(t, repo.Dir, "branch", "--list", second.Branch); out != "" {
+		t.Errorf("the claimed worktree's branch %s is left after discard", second.Branch)
+	}
 }

@@ -72,7 +72,10 @@ func Push(ctx context.Context, repo, remote, branch string) (string, error) {
 		return "", fmt.Errorf("push %s: %w", branch, err)
 	}
 	ref := "refs/heads/" + branch
-	if _, err := Git(ctx, repo, "push", "--porcelain", "--", remote, ref+":"+ref); err != nil {
+	if _, err := Git(ctx, repo, "push", "--", remote, ref+":"+ref); err != nil {
+		if strings.Contains(err.Error(), "[rejected]") || strings.Contains(err.Error(), "non-fast-forward") {
+			return "", fmt.Errorf("push %s to %s was rejected: the remote branch has commits this branch lacks; fetch and merge them in the agent's worktree, or push with --force-with-lease yourself: %w", branch, remote, err)
+		}
 		return "", fmt.Errorf("push %s to %s: %w", branch, remote, err)
 	}
 	return sha, nil
@@ -130,4 +133,14 @@ func BranchTips(ctx context.Context, repo string) (map[string]string, error) {
 		}
 	}
 	return tips, nil
+}
+
+// ConflictMarkers lists the tracked files in the worktree at wt that still
+// hold a conflict marker line ("<<<<<<< ").
+func ConflictMarkers(ctx context.Context, wt string) ([]string, error) {
+	out, _, err := run(ctx, wt, runOpts{ok: []int{1}}, "grep", "-l", "-I", "-z", "-e", "^<<<<<<< ", "--")
+	if err != nil {
+		return nil, fmt.Errorf("conflict markers in %s: %w", wt, err)
+	}
+	return splitNUL(out), nil
 }

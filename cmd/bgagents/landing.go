@@ -1,9 +1,13 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -46,15 +50,20 @@ func reviewCmd() *cobra.Command {
 			if _, err := waitAgent(ctx, c, rev.ID); err != nil {
 				return err
 			}
-			// The verdict is on the reviewed agent's record before the
-			// reviewer's end is announced.
-			var got server.GetResult
-			if err := c.Call(ctx, server.MethodGet, server.IDParams{ID: rev.ReviewOf}, &got); err != nil {
-				return err
-			}
-			r := findReview(got.Agent, rev.ID)
-			if r == nil {
-				return fmt.Errorf("the review %s is not attached to agent %s", rev.ID, rev.ReviewOf)
+			// The verdict lands on the reviewed agent's record right after
+			// the reviewer ended: wait for that change.
+			var r *agents.Review
+			for {
+				var got server.GetResult
+				if err := c.Call(ctx, server.MethodGet, server.IDParams{ID: rev.ReviewOf}, &got); err != nil {
+					return err
+				}
+				if r = findReview(got.Agent, rev.ID); r != nil && r.FinishedAt != nil {
+					break
+				}
+				if err := nextChange(ctx, c, rev.ReviewOf); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), r)
@@ -80,6 +89,30 @@ func findReview(a *agents.Agent, id string) *agents.Review {
 		}
 	}
 	return nil
+}
+
+// nextChange waits for the next bgagents/agentChanged of agent id, up to
+// a few seconds (then the caller looks again).
+func nextChange(ctx context.Context, c *server.Client, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return nil
+			}
+			return ctx.Err()
+		case n := <-c.Notes():
+			if n.Method != server.NotifyAgentChanged {
+				continue
+			}
+			var p server.AgentChangedParams
+			if json.Unmarshal(n.Params, &p) == nil && p.Agent != nil && p.Agent.ID == id {
+				return nil
+			}
+		}
+	}
 }
 
 func printReview(w io.Writer, r agents.Review) {

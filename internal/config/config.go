@@ -88,6 +88,31 @@ type Worktree struct {
 	Setup [][]string `toml:"setup"`
 	// Pool is how many provisioned worktrees are kept ready per repository.
 	Pool int `toml:"pool"`
+	// SetupTimeout bounds the setup commands of one worktree together
+	// (default DefaultSetupTimeout).
+	SetupTimeout Duration `toml:"setup_timeout"`
+}
+
+// DefaultSetupTimeout is how long the setup commands of one worktree may
+// take together when [worktree] setup_timeout is not set.
+const DefaultSetupTimeout = 10 * time.Minute
+
+// SetupTimeout is [worktree] setup_timeout, or the default.
+func (c *Config) SetupTimeout() time.Duration {
+	if c.Worktree.SetupTimeout > 0 {
+		return time.Duration(c.Worktree.SetupTimeout)
+	}
+	return DefaultSetupTimeout
+}
+
+// insideRepo reports whether the relative path p stays inside the
+// repository once cleaned ("db/../x" does, "db/../../x" does not).
+func insideRepo(p string) bool {
+	if p == "" || filepath.IsAbs(p) {
+		return false
+	}
+	c := filepath.Clean(p)
+	return c != "." && c != ".." && !strings.HasPrefix(c, "../")
 }
 
 // Ports is the [ports] table.
@@ -354,6 +379,12 @@ func (c *Config) mergeFile(path string) error {
 		}
 		c.Worktree.Pool = f.Worktree.Pool
 	}
+	if set("worktree.setup_timeout") {
+		if f.Worktree.SetupTimeout == 0 {
+			return fmt.Errorf("config %s: worktree.setup_timeout must be positive (e.g. \"20m\")", path)
+		}
+		c.Worktree.SetupTimeout = f.Worktree.SetupTimeout
+	}
 	if set("ports.range") {
 		if _, _, err := ParsePortRange(f.Ports.Range); err != nil {
 			return fmt.Errorf("config %s: ports.range: %w", path, err)
@@ -373,8 +404,11 @@ func (c *Config) mergeFile(path string) error {
 				return fmt.Errorf("config %s: database.url is required for kind = \"postgres\" (the template database, e.g. \"postgres://localhost/app_dev\")", path)
 			}
 		case "sqlite":
-			if f.Database.Path == "" || filepath.IsAbs(f.Database.Path) || strings.HasPrefix(f.Database.Path, "../") {
+			if f.Database.Path == "" {
 				return fmt.Errorf("config %s: database.path is required for kind = \"sqlite\": the database file relative to the repository", path)
+			}
+			if !insideRepo(f.Database.Path) {
+				return fmt.Errorf("config %s: database.path %q must be a file inside the repository, relative to it (e.g. \"db/dev.sqlite3\")", path, f.Database.Path)
 			}
 		default:
 			return fmt.Errorf("config %s: database.kind must be \"postgres\" or \"sqlite\", not %q", path, f.Database.Kind)

@@ -68,3 +68,35 @@ func TestConfigErrorsNameKeyAndFile(t *testing.T) {
 		}
 	}
 }
+
+// database.path must stay inside the repository once cleaned, and
+// worktree.setup_timeout defaults to 10 minutes.
+func TestDatabasePathAndSetupTimeout(t *testing.T) {
+	t.Setenv("BGAGENTS_CONFIG", filepath.Join(t.TempDir(), "none.toml"))
+	for body, want := range map[string]string{
+		"[database]\nkind = \"sqlite\"\npath = \"db/../../x.sqlite3\"\n": "inside the repository",
+		"[database]\nkind = \"sqlite\"\npath = \"../x.sqlite3\"\n":       "inside the repository",
+		"[database]\nkind = \"sqlite\"\npath = \"/tmp/x.sqlite3\"\n":     "inside the repository",
+		"[database]\nkind = \"sqlite\"\npath = \"db/..\"\n":              "inside the repository",
+		"[worktree]\nsetup_timeout = \"0s\"\n":                           "setup_timeout",
+	} {
+		repo := t.TempDir()
+		write(t, filepath.Join(repo, RepoFile), body)
+		if _, err := Load(repo); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %q: error %v, want it to mention %q", body, err, want)
+		}
+	}
+	repo := t.TempDir()
+	write(t, filepath.Join(repo, RepoFile), "[database]\nkind = \"sqlite\"\npath = \"db/../var/dev.sqlite3\"\n")
+	c, err := Load(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SetupTimeout() != DefaultSetupTimeout || DefaultSetupTimeout != 10*time.Minute {
+		t.Errorf("setup timeout %v", c.SetupTimeout())
+	}
+	write(t, filepath.Join(repo, RepoFile), "[worktree]\nsetup_timeout = \"90s\"\n")
+	if c, err = Load(repo); err != nil || c.SetupTimeout() != 90*time.Second {
+		t.Errorf("setup timeout %v, %v", c.SetupTimeout(), err)
+	}
+}

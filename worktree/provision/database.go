@@ -59,7 +59,7 @@ func (e *TemplateBusyError) Error() string {
 		who += " (" + strings.Join(e.Applications, ", ") + ")"
 	}
 	return fmt.Sprintf("copy database %s: PostgreSQL copies a template only while nobody else is connected to it, and %s; "+
-		"close other connections to %s (your dev server, psql, an IDE) or set [database] template to a database nobody connects to",
+		"close other connections to %s (your dev server, psql, an IDE) or set [database] url to a template database nobody connects to",
 		e.Template, who, e.Template)
 }
 
@@ -113,7 +113,7 @@ func CopyPostgres(ctx context.Context, templateURL, name string) (agentURL strin
 			case sqlstateObjectInUse:
 				return "", templateBusy(ctx, conn, tmpl)
 			case sqlstateDuplicateDatabase:
-				return "", fmt.Errorf("copy database %s to %s on %s: %w (a leftover of an earlier agent? drop it, or pick another agent name)",
+				return "", fmt.Errorf("copy database %s to %s on %s: %w; it was not made for this agent, so bgagents leaves it alone (spawn the agent again: a new agent gets a new database name)",
 					tmpl, name, serverName(cfg), ErrDatabaseExists)
 			case sqlstateInvalidCatalogName:
 				return "", fmt.Errorf("copy database %s: it does not exist on %s; check [database] url", tmpl, serverName(cfg))

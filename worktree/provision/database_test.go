@@ -141,8 +141,8 @@ func TestPostgres(t *testing.T) {
 		srv.Exec(t, "app_dev", "DELETE FROM users WHERE id = 10")
 
 		// The same name again.
-		if _, err := CopyPostgres(ctx, tmplURL, "app_dev_agent1"); !errors.Is(err, ErrDatabaseExists) {
-			t.Errorf("second copy: %v; want ErrDatabaseExists", err)
+		if _, err := CopyPostgres(ctx, tmplURL, "app_dev_agent1"); !errors.Is(err, ErrDatabaseExists) || strings.Contains(err.Error(), "drop it") {
+			t.Errorf("second copy: %v; want ErrDatabaseExists, without telling to drop someone's database", err)
 		}
 
 		// Drop while the agent is still connected, then again.
@@ -191,7 +191,7 @@ func TestPostgres(t *testing.T) {
 		msg := err.Error()
 		for _, want := range []string{
 			"copy database app_dev", "1 other session is connected to it (devserver)",
-			"close other connections to app_dev (your dev server, psql, an IDE) or set [database] template to a database nobody connects to",
+			"close other connections to app_dev (your dev server, psql, an IDE) or set [database] url to a template database nobody connects to",
 		} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("error lacks %q:\n%s", want, msg)

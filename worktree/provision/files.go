@@ -48,8 +48,9 @@ const WorktreeIncludeFile = ".worktreeinclude"
 // copied otherwise; never hardlinked, so writing to a copy never changes
 // the original. Permission bits and modification times are kept. Symlinks
 // are recreated as symlinks and never followed; an absolute target inside
-// the main checkout is rewritten to the same place in the worktree, any
-// other target is kept as it is. Sockets, FIFOs and devices are skipped.
+// the main checkout is rewritten to a relative link to the same place in
+// the worktree (so it survives the worktree being moved), any other
+// target is kept as it is. Sockets, FIFOs and devices are skipped.
 //
 // On failure (or when ctx ends) what was copied is removed again.
 func CopyIgnored(ctx context.Context, mainCheckout, worktreeDir string, paths []string) (skipped []string, err error) {
@@ -260,6 +261,24 @@ func classify(ctx context.Context, dir string, rels []string) (tracked, ignored 
 	return tracked, ignored, nil
 }
 
+// GitStatus reports whether git tracks rel (relative to the checkout or
+// worktree dir; for a directory: whether it holds tracked files) and
+// whether git ignores it. rel need not exist.
+func GitStatus(ctx context.Context, dir, rel string) (tracked, ignored bool, err error) {
+	rels, err := cleanPaths([]string{rel})
+	if err != nil {
+		return false, false, err
+	}
+	if len(rels) == 0 {
+		return false, false, fmt.Errorf("%q is not a path inside the repository", rel)
+	}
+	t, i, err := classify(ctx, dir, rels)
+	if err != nil {
+		return false, false, err
+	}
+	return t[rels[0]], i[rels[0]], nil
+}
+
 // mkdirParents creates dir and its missing parents and returns the
 // topmost directory it created ("" when dir existed).
 func mkdirParents(dir string) (top string, err error) {
@@ -452,8 +471,14 @@ func (tc *treeCopy) do(j copyJob) error {
 		clean := filepath.Clean(target)
 		for _, root := range tc.srcRoots {
 			if isWithin(root, clean) {
+				// Relative, so that the link still holds when the
+				// worktree is moved (a pool worktree when it is claimed).
 				rest, _ := filepath.Rel(root, clean)
-				target = filepath.Join(tc.dstRoot, rest)
+				if rel, err := filepath.Rel(filepath.Dir(j.dst), filepath.Join(tc.dstRoot, rest)); err == nil {
+					target = rel
+				} else {
+					target = filepath.Join(tc.dstRoot, rest)
+				}
 				break
 			}
 		}

@@ -133,10 +133,10 @@ func TestCopyIgnored(t *testing.T) {
 	}
 
 	// Symlinks are symlinks; relative targets kept, absolute ones into the
-	// checkout moved to the worktree, others kept.
+	// checkout made relative links into the worktree, others kept.
 	for rel, want := range map[string]string{
 		"node_modules/.bin/cli":          "../a/bin/cli",
-		"node_modules/abs":               filepath.Join(wt, "node_modules", "a"),
+		"node_modules/abs":               "a",
 		"node_modules/outside":           "/etc",
 		"node_modules/a/readme-link":     "../../README",
 		"node_modules/a/dangling-inside": "no-such-file",
@@ -311,5 +311,30 @@ func TestReadWorktreeInclude(t *testing.T) {
 	writeFile(t, filepath.Join(main, ".worktreeinclude"), "# ok\n[abc\n", 0o644)
 	if _, err := ReadWorktreeInclude(main); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Errorf("bad pattern: %v", err)
+	}
+}
+
+// An absolute symlink into the main checkout becomes a relative link, so
+// it still resolves after the worktree moves (`git worktree move`, as when
+// a pool worktree is claimed).
+func TestCopyIgnoredSymlinksSurviveAMove(t *testing.T) {
+	main, wt := repoWithWorktree(t)
+	writeFile(t, filepath.Join(main, "node_modules", "a", "index.js"), "a\n", 0o644)
+	writeFile(t, filepath.Join(main, ".env"), "A=1\n", 0o644)
+	symlink(t, filepath.Join(main, "node_modules", "a", "index.js"), filepath.Join(main, "node_modules", ".bin", "a"))
+	symlink(t, filepath.Join(main, ".env"), filepath.Join(main, "node_modules", "env"))
+	if _, err := CopyIgnored(context.Background(), main, wt, []string{"node_modules", ".env"}); err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(filepath.Dir(wt), "moved")
+	git(t, main, "worktree", "move", wt, moved)
+	for rel, want := range map[string]string{"node_modules/.bin/a": "../a/index.js", "node_modules/env": "../.env"} {
+		p := filepath.Join(moved, rel)
+		if got, err := os.Readlink(p); err != nil || got != want {
+			t.Errorf("%s -> %q (%v); want %q", rel, got, err, want)
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s dangles after the move: %v", rel, err)
+		}
 	}
 }

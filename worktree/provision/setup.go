@@ -79,6 +79,24 @@ func (e *SetupError) Unwrap() error { return e.Err }
 // running in its group gets the same treatment, so no setup process
 // outlives its step.
 func RunSetup(ctx context.Context, dir string, env []string, cmds [][]string, out io.Writer, step func(i int, argv []string)) error {
+	return RunSetupHooks(ctx, dir, env, cmds, out, SetupHooks{Step: step})
+}
+
+// SetupHooks are called by RunSetupHooks as the commands run.
+type SetupHooks struct {
+	// Step is called before each command starts.
+	Step func(i int, argv []string)
+	// Started is called with the process group of each command once it
+	// has started, so that a caller can record it (a restarted daemon
+	// kills a setup that outlived its predecessor with KillSetupGroup).
+	Started func(pgid int)
+	// Ended is called once that process group is gone.
+	Ended func(pgid int)
+}
+
+// RunSetupHooks is RunSetup with hooks.
+func RunSetupHooks(ctx context.Context, dir string, env []string, cmds [][]string, out io.Writer, hooks SetupHooks) error {
+	step := hooks.Step
 	if out == nil {
 		out = io.Discard
 	}
@@ -89,14 +107,14 @@ func RunSetup(ctx context.Context, dir string, env []string, cmds [][]string, ou
 		if step != nil {
 			step(i, argv)
 		}
-		if err := runSetupCommand(ctx, dir, env, i, argv, out); err != nil {
+		if err := runSetupCommand(ctx, dir, env, i, argv, out, hooks); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func runSetupCommand(ctx context.Context, dir string, env []string, i int, argv []string, out io.Writer) error {
+func runSetupCommand(ctx context.Context, dir string, env []string, i int, argv []string, out io.Writer, hooks SetupHooks) error {
 	fail := func(err error) error {
 		return &SetupError{Index: i, Argv: argv, ExitCode: -1, Err: err}
 	}
@@ -127,6 +145,9 @@ func runSetupCommand(ctx context.Context, dir string, env []string, i int, argv 
 		return fail(err)
 	}
 	pgid := cmd.Process.Pid
+	if hooks.Started != nil {
+		hooks.Started(pgid)
+	}
 
 	tail := &tailBuffer{max: tailBytes}
 	copied := make(chan struct{})
@@ -157,6 +178,9 @@ func runSetupCommand(ctx context.Context, dir string, env []string, i int, argv 
 	close(exited)
 	watcher.Wait()
 	reapGroup(pgid, termSent)
+	if hooks.Ended != nil {
+		hooks.Ended(pgid)
+	}
 
 	select {
 	case <-copied:
@@ -177,6 +201,51 @@ func runSetupCommand(ctx context.Context, dir string, env []string, i int, argv 
 		e.ExitCode = exitErr.ExitCode() // -1 when killed by a signal
 	}
 	return e
+}
+
+// ProcessStartTime returns the start time of process pid in clock ticks
+// since boot (field 22 of /proc/PID/stat), or 0 when pid does not exist.
+// With the pid it identifies a process: pids are reused, start times of
+// one pid are not.
+func ProcessStartTime(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	// f[0] is field 3 (state); the start time is field 22.
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
+}
+
+// KillSetupGroup kills (SIGKILL) what is left of the process group pgid of
+// a setup command that started at start (ProcessStartTime of its leader)
+// and waits until the group is gone or ctx ends. It kills nothing when
+// the leader's pid now belongs to another process; a group whose leader
+// has exited is still the setup's (Linux does not reuse a pid while a
+// process group of that id exists). It reports whether it found the group.
+func KillSetupGroup(ctx context.Context, pgid int, start uint64) bool {
+	if pgid <= 0 || !groupAlive(pgid) {
+		return false
+	}
+	if st := ProcessStartTime(pgid); st != 0 && st != start {
+		return false // the pid was reused by a new process group leader
+	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for groupAlive(pgid) {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // reapGroup ends what is left of process group pgid once its leader has

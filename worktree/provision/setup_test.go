@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -203,4 +204,55 @@ func TestFormatArgv(t *testing.T) {
 	if got, want := FormatArgv([]string{"sh", "-c", "echo hi", ""}), `sh -c "echo hi" ""`; got != want {
 		t.Errorf("got %q; want %q", got, want)
 	}
+}
+
+// Started reports each command's process group; KillSetupGroup kills such
+// a group, but never a process that merely reuses its pid.
+func TestSetupHooksAndKillSetupGroup(t *testing.T) {
+	dir := t.TempDir()
+	var started, ended []int
+	err := RunSetupHooks(context.Background(), dir, testEnv(), [][]string{{"true"}, {"true"}}, nil, SetupHooks{
+		Started: func(pgid int) { started = append(started, pgid) },
+		Ended:   func(pgid int) { ended = append(ended, pgid) },
+	})
+	if err != nil || len(started) != 2 || !slices.Equal(started, ended) {
+		t.Fatalf("err %v, started %v, ended %v", err, started, ended)
+	}
+
+	var pgid int
+	startedCh := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- RunSetupHooks(ctx, dir, testEnv(), [][]string{{"sleep", "600"}}, nil, SetupHooks{
+			Started: func(p int) { pgid = p; close(startedCh) },
+		})
+	}()
+	<-startedCh
+	start := ProcessStartTime(pgid)
+	if start == 0 {
+		t.Fatal("no start time")
+	}
+	if KillSetupGroup(context.Background(), pgid, start+1) {
+		t.Error("killed a group whose leader started at another time")
+	}
+	if !groupAlive(pgid) {
+		t.Fatal("the group died")
+	}
+	if !KillSetupGroup(testContext(t), pgid, start) {
+		t.Error("did not find the group")
+	}
+	if groupAlive(pgid) {
+		t.Error("the group still lives")
+	}
+	if err := <-done; err == nil {
+		t.Error("the killed setup succeeded")
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
