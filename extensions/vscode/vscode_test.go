@@ -88,12 +88,15 @@ func node(t *testing.T, cache string, env []string, d time.Duration, args ...str
 	return out.String()
 }
 
-// build bundles the extension and its tests and packages the .vsix from the
+// build type-checks the sources and tests (esbuild only strips types), then
+// bundles the extension and its tests and packages the .vsix from the
 // current sources.
 func build(t *testing.T, cache string) (vsix string) {
 	t.Helper()
 	vsix = filepath.Join(t.TempDir(), "bgagents.vsix")
 	vsce := filepath.Join(extDir(), "node_modules", "@vscode", "vsce", "vsce")
+	tsc := filepath.Join(extDir(), "node_modules", "typescript", "bin", "tsc")
+	node(t, cache, nil, 2*time.Minute, tsc, "-p", ".", "--noEmit")
 	node(t, cache, nil, 2*time.Minute, "esbuild.mjs", "--production")
 	node(t, cache, nil, 2*time.Minute, vsce, "package", "--no-dependencies", "--skip-license", "--out", vsix)
 	node(t, cache, nil, 2*time.Minute, "esbuild.mjs", "--tests")
@@ -159,9 +162,11 @@ func TestVSCode(t *testing.T) {
 	})
 }
 
-// newRepo makes a git repository whose default agent is test/agent.sh,
-// committed as tools/agent.sh, with a calc.go whose add() subtracts. With
-// hold, its post-checkout hook can hold worktree creation (test/post-checkout.sh).
+// newRepo makes a git repository whose default agent ("script") is
+// test/agent.sh, committed as tools/agent.sh, with a calc.go whose add()
+// subtracts. The agent "asker" runs the same script as Claude Code's binary,
+// so that it can stop in needs_input (see test/agent.sh). With hold, its
+// post-checkout hook can hold worktree creation (test/post-checkout.sh).
 func newRepo(t *testing.T, dir, gates string, hold bool) string {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, "tools"), 0o755); err != nil {
@@ -177,7 +182,7 @@ func newRepo(t *testing.T, dir, gates string, hold bool) string {
 	script := filepath.Join(dir, "tools", "agent.sh")
 	files := map[string]string{
 		"tools/agent.sh": string(agent),
-		".bgagents.toml": fmt.Sprintf("[defaults]\nagent = \"script\"\nmax_concurrent = 4\n\n[agents.script]\ncommand = [%s, \"{prompt}\"]\n", strconv.Quote(script)),
+		".bgagents.toml": fmt.Sprintf("[defaults]\nagent = \"script\"\nmax_concurrent = 4\n\n[agents.script]\ncommand = [%s, \"{prompt}\"]\n\n[agents.asker]\nprovider = \"claude\"\nbinary = %s\n", strconv.Quote(script), strconv.Quote(script)),
 		"calc.go":        "package calc\n\n// add returns the sum of a and b.\nfunc add(a, b int) int {\n\treturn a - b\n}\n",
 		"README.md":      "# calc\n\nA calculator that cannot add yet.\n",
 	}

@@ -9,7 +9,7 @@ import * as ext from "./lsp_ext";
 
 /** Hooks the extension plugs into the client; see ctx.ts. */
 export interface ClientHooks {
-    /** Called for "bgagents.sendToAgent" (the server's code action) before it is sent: adds task, agent and model, or returns undefined when the user cancelled. */
+    /** Called for "bgagents.sendToAgent" (the server's code action) before it is sent: adds the editor's text of the range, task, agent and model, or returns undefined when the user cancelled. */
     completeSendToAgent(args: ext.SendToAgentArgs): Promise<ext.SendToAgentArgs | undefined>;
     /** Called with the agent a sendToAgent produced. */
     spawned(agent: ext.Agent): void;
@@ -101,12 +101,21 @@ export function createClient(serverPath: string, output: vscode.LogOutputChannel
     // No `transport`: with TransportKind.stdio the client would append --stdio, which `bgagents lsp` rejects.
     const server: lc.Executable = { command: serverPath, args: ["lsp"] };
     const clientOptions: lc.LanguageClientOptions = {
-        // The daemon offers "Send to background agent" on any file.
+        // The daemon offers "Send to background agent" (a code action) on any file.
         documentSelector: [{ scheme: "file" }],
         outputChannel: output,
         revealOutputChannelOn: lc.RevealOutputChannelOn.Never,
         initializationOptions: { client: "vscode" },
         middleware: {
+            // No document is synced. The daemon keeps synced text only to cut
+            // the selection for the code action, and reads the file from disk
+            // otherwise; the extension puts the editor's text of the range
+            // (saved or not) into the action's arguments before it runs
+            // (ClientHooks.completeSendToAgent). So no open, edit or close of
+            // any file is sent to the daemon.
+            didOpen: () => Promise.resolve(),
+            didChange: () => Promise.resolve(),
+            didClose: () => Promise.resolve(),
             handleWorkDoneProgress: (token, params, next) => progress.handle(token, params, next),
             executeCommand: async (command, args, next) => {
                 if (command !== ext.sendToAgentCommand) return next(command, args);

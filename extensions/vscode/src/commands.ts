@@ -6,10 +6,10 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 import * as lc from "vscode-languageclient/node";
 
-import { errorMessage, type Ctx } from "./ctx";
+import type { Ctx } from "./ctx";
 import * as ext from "./lsp_ext";
-import { abilities, formatDiffStat, stateLabel, type Abilities } from "./model";
-import { askFollowUp, askSpawn } from "./prompts";
+import { abilities, cancelledMessage, cancelPrompt, formatDiffStat, stateLabel, type Abilities } from "./model";
+import { askFollowUp } from "./prompts";
 import type { Node } from "./tree";
 
 export type Cmd = (...args: unknown[]) => unknown;
@@ -31,7 +31,7 @@ export function spawn(ctx: Ctx): Cmd {
         if (repo === undefined) return undefined;
         let choice: { task: string | undefined; agent: string | undefined; model: string | undefined } | undefined;
         if (o.task !== undefined) choice = { task: o.task, agent: o.agent, model: o.model };
-        else choice = await askSpawn(ctx.config, repo, ctx.knownModels(), { title: "Spawn agent" });
+        else choice = await ctx.askSpawn(repo, { title: "Spawn agent" });
         if (choice?.task === undefined) return undefined;
         const params: ext.SpawnParams = { task: choice.task, repo };
         if (choice.agent !== undefined) params.agent = choice.agent;
@@ -69,7 +69,7 @@ export function sendSelection(ctx: Ctx): Cmd {
             const what = args.diagnostic !== undefined ? `fix “${args.diagnostic}”` : range !== undefined ? "improve the selected code" : undefined;
             const opt: { title: string; defaultTask?: string } = { title: "Send to agent" };
             if (what !== undefined) opt.defaultTask = `${what} in ${path.basename(doc.uri.fsPath)}`;
-            choice = await askSpawn(ctx.config, repo, ctx.knownModels(), opt);
+            choice = await ctx.askSpawn(repo, opt);
         }
         if (choice === undefined) return undefined;
         if (choice.task === undefined && range === undefined) throw new Error("Nothing selected: describe the task, or select code first.");
@@ -153,10 +153,22 @@ export function followUp(ctx: Ctx): Cmd {
     };
 }
 
+/** Options of bgagents.cancel when called with arguments. */
+export interface CancelOptions {
+    /** false: cancel without asking (for keybindings and tests). */
+    confirm?: boolean;
+}
+
 export function cancel(ctx: Ctx): Cmd {
-    return async (arg?: unknown) => {
+    return async (arg?: unknown, opts?: unknown) => {
+        const o = (isObject(opts) ? opts : {}) as CancelOptions;
         const agent = await resolveAgent(ctx, arg, "cancel", "Cancel which agent?");
         if (agent === undefined) return undefined;
+        if (o.confirm !== false) {
+            const ask = cancelPrompt(agent);
+            const choice = await vscode.window.showWarningMessage(ask.message, { modal: true, detail: ask.detail }, ask.button);
+            if (choice !== ask.button) return undefined;
+        }
         const client = ctx.requireClient();
         const res = await vscode.window.withProgress(
             { location: vscode.ProgressLocation.Notification, title: `Cancelling agent ${agent.name}…` },
@@ -164,7 +176,7 @@ export function cancel(ctx: Ctx): Cmd {
         );
         if (res.agent !== null) {
             ctx.agentChanged(res.agent);
-            void vscode.window.showInformationMessage(`Agent ${agent.name} is ${stateLabel(res.agent.state)}. Its work so far is on ${agent.branch}.`);
+            void vscode.window.showInformationMessage(cancelledMessage(agent, res.agent));
         }
         return res.agent;
     };
@@ -266,14 +278,21 @@ export function showServerOutput(ctx: Ctx): Cmd {
     return () => ctx.output.show();
 }
 
-/** Wraps a command so that failures are shown to the user (and logged) instead of vanishing. */
+/** Commands that work without a connection to the daemon. */
+const OFFLINE = new Set(["restart", "showServerOutput"]);
+
+/**
+ * Wraps a command: it connects first (a window without a repository
+ * connects only when a command needs the daemon), and failures are shown to
+ * the user (and logged) instead of vanishing.
+ */
 export function reporting(ctx: Ctx, name: string, cmd: Cmd): Cmd {
     return async (...args: unknown[]) => {
         try {
+            if (!OFFLINE.has(name)) await ctx.ensureStarted();
             return await cmd(...args);
         } catch (e) {
-            ctx.output.error(`${name}: ${errorMessage(e)}`);
-            void vscode.window.showErrorMessage(errorMessage(e));
+            ctx.reportFailure(name, e);
             return undefined;
         }
     };

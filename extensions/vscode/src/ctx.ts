@@ -10,11 +10,11 @@ import { createClient } from "./client";
 import { Config } from "./config";
 import { Diffs, GitContentProvider } from "./diff";
 import { GIT_SCHEME } from "./diffplan";
-import { mainCheckout } from "./git";
+import { findRepositories } from "./git";
 import { AgentLogs } from "./log";
 import * as ext from "./lsp_ext";
-import { noticeFor, statusText, statusTooltip, type Notice, type NoticeAction } from "./model";
-import { askSpawn } from "./prompts";
+import { isInside, noticeFor, statusText, statusTooltip, type AgentChange, type Notice, type NoticeAction } from "./model";
+import { askSpawn, type SpawnChoices } from "./prompts";
 import { AgentStore } from "./store";
 import { AgentsTree, type Node } from "./tree";
 
@@ -39,22 +39,32 @@ export class Ctx implements vscode.Disposable {
     readonly logs: AgentLogs;
     readonly diffs: Diffs;
     private readonly statusBar: vscode.StatusBarItem;
+    private statusBarVisible = false;
     private readonly disposables: vscode.Disposable[] = [];
 
     private languageClient: lc.LanguageClient | undefined;
     /** The binary the client was started with. */
     private serverPath = "";
-    private connectedOnce = false;
+    /** The start under way or done; undefined until something needs the daemon (and after stop). */
+    private starting: Promise<void> | undefined;
+    /** The hello and list after the client's latest (re)start. */
+    private connecting: Promise<void> | undefined;
     private clientDisposables: vscode.Disposable[] = [];
     /** Agents that end before this are not announced again. */
     private readonly since = new Date();
-    private daemonVersion = "";
+    /** The daemon's bgagents/hello answer of the latest connect. */
+    private daemonHello: ext.HelloResult | undefined;
     private readonly started = new vscode.EventEmitter<void>();
-    /** Fires after each successful connect and its first list. */
+    /** Fires after each successful (re)connect, once the agents were listed again. */
     readonly onDidStart = this.started.event;
     private readonly noticeShown = new vscode.EventEmitter<{ agent: ext.Agent; notice: Notice }>();
     /** Fires when a notification about an agent is shown (tests wait on it). */
     readonly onDidShowNotice = this.noticeShown.event;
+    private readonly commandFailed = new vscode.EventEmitter<{ command: string; message: string }>();
+    /** Fires when a command failed and its error was shown (tests wait on it). */
+    readonly onDidFailCommand = this.commandFailed.event;
+    /** Resolves when activation's work is done: the window's repositories are known and, if it has any, the daemon is connected. */
+    readonly ready: Promise<void>;
 
     constructor(readonly extension: vscode.ExtensionContext) {
         this.output = vscode.window.createOutputChannel("Background Agents", { log: true });
@@ -77,12 +87,17 @@ export class Ctx implements vscode.Disposable {
             this.statusBar,
             this.started,
             this.noticeShown,
+            this.commandFailed,
             vscode.workspace.registerTextDocumentContentProvider(GIT_SCHEME, new GitContentProvider(this.output)),
             this.store.onDidChange(() => this.updateStatus()),
-            vscode.workspace.onDidChangeWorkspaceFolders(() => void this.updateRoots()),
+            vscode.workspace.onDidChangeWorkspaceFolders(() => void this.init()),
+            // Opening the view connects, also in a window without a repository.
+            this.view.onDidChangeVisibility((e) => {
+                if (e.visible) void this.ensureStarted();
+            }),
             vscode.workspace.onDidChangeConfiguration((e) => {
                 // Restart only when the binary really changed (the event also fires when settings are reloaded).
-                if (Config.needsRestart(e) && this.config.serverPath !== this.serverPath) void this.restart();
+                if (Config.needsRestart(e) && this.starting !== undefined && this.config.serverPath !== this.serverPath) void this.restart();
             }),
             // Ages in the tree are re-rendered each minute while it is visible; the data itself only changes on notifications.
             everyMinute(() => {
@@ -90,6 +105,25 @@ export class Ctx implements vscode.Disposable {
             }),
         );
         this.updateStatus();
+        this.ready = this.init();
+    }
+
+    /**
+     * Finds the window's repositories and connects only when there is one
+     * (or the view is open): a window without a repository starts no daemon
+     * until a command or the view needs it.
+     */
+    private async init(): Promise<void> {
+        try {
+            await this.updateScope();
+            await this.startIfRepository();
+        } catch (e) {
+            this.output.error(`activation: ${errorMessage(e)}`);
+        }
+    }
+
+    private async startIfRepository(): Promise<void> {
+        if (this.store.getRoots().length > 0 || this.view.visible) await this.ensureStarted();
     }
 
     /** The running client, or undefined while not connected. */
@@ -107,9 +141,24 @@ export class Ctx implements vscode.Disposable {
         return c;
     }
 
-    async start(): Promise<void> {
+    /** Whether the connection was started (or is being started). */
+    isStarted(): boolean {
+        return this.starting !== undefined;
+    }
+
+    /** The daemon's bgagents/hello answer of the latest connect. */
+    daemon(): ext.HelloResult | undefined {
+        return this.daemonHello;
+    }
+
+    /** Connects unless that was done or is under way; resolves when connected (or the start failed). */
+    ensureStarted(): Promise<void> {
+        this.starting ??= this.start();
+        return this.starting;
+    }
+
+    private async start(): Promise<void> {
         await setContext("bgagents.failed", false);
-        await this.updateRoots();
         this.serverPath = this.config.serverPath;
         const { client, disposable } = createClient(this.serverPath, this.output, {
             completeSendToAgent: (args) => this.completeSendToAgent(args),
@@ -123,20 +172,23 @@ export class Ctx implements vscode.Disposable {
             }),
             client.onNotification(ext.output, (p) => this.logs.onOutput(p)),
             client.onDidChangeState((e) => {
-                // After the daemon went away and `bgagents lsp` was restarted: catch up.
-                if (e.oldState === lc.State.Starting && e.newState === lc.State.Running && this.connectedOnce) void this.resync();
-                if (e.newState === lc.State.Stopped) this.updateStatus();
+                // Every (re)start: the first, and after `bgagents lsp` or the daemon went away and the client started it again.
+                if (e.newState === lc.State.Running) this.connecting = this.connected(client);
+                if (e.newState === lc.State.Stopped) {
+                    void setContext("bgagents.started", false);
+                    this.updateStatus();
+                }
             }),
         ];
         try {
             await client.start();
         } catch (e) {
-            this.output.error(`cannot start "${this.config.serverPath} lsp": ${errorMessage(e)}`);
+            this.output.error(`cannot start "${this.serverPath} lsp": ${errorMessage(e)}`);
             await setContext("bgagents.failed", true);
             this.updateStatus(errorMessage(e));
             void vscode.window
                 .showErrorMessage(
-                    `Background Agents: cannot start "${this.config.serverPath} lsp": ${errorMessage(e)}. Install bgagents or set its path.`,
+                    `Background Agents: cannot start "${this.serverPath} lsp": ${errorMessage(e)}. Install bgagents or set its path.`,
                     "Open Settings",
                     "Show Output",
                 )
@@ -146,23 +198,40 @@ export class Ctx implements vscode.Disposable {
                 });
             return;
         }
+        await this.connecting;
+    }
+
+    /**
+     * After each (re)start of the client: introduce the window (hello), list
+     * the agents again, announce those that ended or stopped for input while
+     * the window was not listening, and follow the open log again.
+     */
+    private async connected(client: lc.LanguageClient): Promise<void> {
         try {
             const hello = await client.sendRequest(ext.hello, { client: "vscode", version: String(this.extension.extension.packageJSON["version"] ?? "") });
-            this.daemonVersion = hello.version;
+            this.daemonHello = hello;
             this.output.info(`connected to bgagents daemon ${hello.version} (pid ${hello.pid}, ${hello.home})`);
         } catch (e) {
             this.output.warn(`bgagents/hello failed: ${errorMessage(e)}`);
         }
-        this.connectedOnce = true;
-        await this.resync();
+        try {
+            await this.resync();
+        } catch (e) {
+            this.output.error(`bgagents/list failed: ${errorMessage(e)}`);
+            return;
+        }
+        this.logs.reconnected();
+        this.updateStatus();
+        this.started.fire();
     }
 
     async stop(): Promise<void> {
         const c = this.languageClient;
         this.languageClient = undefined;
+        this.starting = undefined;
+        this.connecting = undefined;
         for (const d of this.clientDisposables) d.dispose();
         this.clientDisposables = [];
-        this.connectedOnce = false;
         if (c !== undefined) {
             try {
                 await c.stop(2000);
@@ -176,25 +245,34 @@ export class Ctx implements vscode.Disposable {
 
     async restart(): Promise<void> {
         await this.stop();
-        await this.start();
+        await this.ensureStarted();
     }
 
-    /** Lists every agent again and re-follows open logs. */
+    /** Lists every agent again; announces what changed since the snapshots held. */
     async resync(): Promise<void> {
         const client = this.requireClient();
+        const before = this.store.snapshot();
         const res = await client.sendRequest(ext.list, {});
-        this.store.reset((res.agents ?? []).filter((a): a is ext.Agent => a !== null));
-        this.logs.resubscribe();
+        const changes = this.store.reset(
+            (res.agents ?? []).filter((a): a is ext.Agent => a !== null),
+            before,
+        );
+        for (const c of changes) this.applied(c);
         await setContext("bgagents.started", true);
-        this.started.fire();
     }
 
     /** A snapshot from the daemon or from a request's result. */
     agentChanged(agent: ext.Agent): void {
         const change = this.store.update(agent);
-        if (change === undefined || !this.store.inScope(agent)) return;
-        const notice = noticeFor(change.previous, agent, this.since);
-        if (notice !== undefined) this.showNotice(agent, notice);
+        if (change !== undefined) this.applied(change);
+    }
+
+    /** A newer snapshot was stored: the log follows its state; agents of the window's repositories are announced. */
+    private applied(change: AgentChange): void {
+        this.logs.onAgent(change.agent);
+        if (!this.store.inScope(change.agent)) return;
+        const notice = noticeFor(change.previous, change.agent, this.since);
+        if (notice !== undefined) this.showNotice(change.agent, notice);
     }
 
     /** After a spawn from this window: record it and select it in the sidebar. */
@@ -203,6 +281,14 @@ export class Ctx implements vscode.Disposable {
         if (this.view.visible) {
             this.view.reveal(this.tree.agentNode(agent.id), { select: true, focus: false }).then(undefined, () => undefined);
         }
+    }
+
+    /** A command failed: log it and show it. */
+    reportFailure(command: string, e: unknown): void {
+        const message = errorMessage(e);
+        this.output.error(`${command}: ${message}`);
+        this.commandFailed.fire({ command, message });
+        void vscode.window.showErrorMessage(message);
     }
 
     private showNotice(agent: ext.Agent, notice: Notice): void {
@@ -221,26 +307,48 @@ export class Ctx implements vscode.Disposable {
     }
 
     private async completeSendToAgent(args: ext.SendToAgentArgs): Promise<ext.SendToAgentArgs | undefined> {
+        const out: ext.SendToAgentArgs = { ...args };
+        // The daemon cut the text from the file on disk (no document is synced): the editor's text is what the user sees.
+        const text = editorText(args);
+        if (text !== undefined) out.text = text;
+        // A caller that says what to do (a keybinding, another extension, a test) is not asked.
+        if (args.task !== undefined && args.task.trim() !== "") return out;
         const file = vscode.Uri.parse(args.uri).fsPath;
         const repo = this.rootOf(file) ?? path.dirname(file);
         const what = args.diagnostic !== undefined ? `fix “${args.diagnostic}”` : "improve the selected code";
-        const choices = await askSpawn(this.config, repo, this.knownModels(), {
+        const choices = await this.askSpawn(repo, {
             title: "Send to background agent",
             defaultTask: `${what} in ${path.basename(file)}`,
         });
         if (choices === undefined) return undefined;
-        const out: ext.SendToAgentArgs = { ...args };
         if (choices.task !== undefined) out.task = choices.task;
         if (choices.agent !== undefined) out.agent = choices.agent;
         if (choices.model !== undefined) out.model = choices.model;
         return out;
     }
 
-    /** The open repository root containing file, if any. */
+    /** Asks for task, agent (those the daemon says the repository can run) and model. */
+    askSpawn(repo: string, opts: { title: string; defaultTask?: string }): Promise<SpawnChoices | undefined> {
+        return askSpawn(this.config, repo, this.knownModels(), (r) => this.agentsOf(r), opts);
+    }
+
+    /** bgagents/agents: what the repository can run; undefined when the daemon cannot say (logged). */
+    async agentsOf(repo: string): Promise<ext.AgentsResult | undefined> {
+        const c = this.client();
+        if (c === undefined) return undefined;
+        try {
+            return await c.sendRequest(ext.agents, { repo });
+        } catch (e) {
+            this.output.warn(`bgagents/agents for ${repo}: ${errorMessage(e)}`);
+            return undefined;
+        }
+    }
+
+    /** The open repository containing file, if any. */
     rootOf(file: string): string | undefined {
         return this.store
             .getRoots()
-            .filter((r) => file === r || file.startsWith(r + path.sep))
+            .filter((r) => isInside(file, r))
             .sort((a, b) => b.length - a.length)[0];
     }
 
@@ -252,15 +360,12 @@ export class Ctx implements vscode.Disposable {
             .filter((m) => m !== "");
     }
 
-    private async updateRoots(): Promise<void> {
-        const folders = vscode.workspace.workspaceFolders ?? [];
-        const roots: string[] = [];
-        for (const f of folders) {
-            if (f.uri.scheme !== "file") continue;
-            const root = await mainCheckout(this.output, f.uri.fsPath);
-            if (root !== undefined && !roots.includes(root)) roots.push(root);
-        }
-        this.store.setRoots(roots);
+    /** Finds the window's repositories again (workspace folders changed). */
+    private async updateScope(): Promise<void> {
+        const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === "file").map((f) => f.uri.fsPath);
+        const roots = await findRepositories(this.output, folders);
+        this.store.setScope({ roots, folders });
+        await setContext("bgagents.hasRepository", roots.length > 0);
     }
 
     private updateStatus(error?: string): void {
@@ -268,15 +373,27 @@ export class Ctx implements vscode.Disposable {
             this.statusBar.text = "$(error) Agents";
             this.statusBar.tooltip = `Background Agents: not connected: ${error}`;
             this.statusBar.command = "bgagents.showServerOutput";
-            this.statusBar.show();
+            this.showStatusBar(true);
+            return;
+        }
+        // A window without a repository has nothing to count.
+        if (this.store.getRoots().length === 0) {
+            this.showStatusBar(false);
             return;
         }
         const c = this.store.counts();
         this.statusBar.text = statusText(c);
-        this.statusBar.tooltip = statusTooltip(c) + (this.daemonVersion !== "" ? ` (daemon ${this.daemonVersion})` : "");
+        const version = this.daemonHello !== undefined ? ` (daemon ${this.daemonHello.version})` : "";
+        this.statusBar.tooltip = statusTooltip(c) + version;
         this.statusBar.command = "workbench.view.extension.bgagents";
         this.statusBar.accessibilityInformation = { label: statusTooltip(c) };
-        this.statusBar.show();
+        this.showStatusBar(true);
+    }
+
+    private showStatusBar(visible: boolean): void {
+        this.statusBarVisible = visible;
+        if (visible) this.statusBar.show();
+        else this.statusBar.hide();
     }
 
     /** The status bar's text (for tests). */
@@ -284,10 +401,25 @@ export class Ctx implements vscode.Disposable {
         return this.statusBar.text;
     }
 
+    /** Whether the status bar item is shown (for tests). */
+    statusBarShown(): boolean {
+        return this.statusBarVisible;
+    }
+
     dispose(): void {
         void this.stop();
         for (const d of this.disposables) d.dispose();
     }
+}
+
+/** The editor's text of the action's range when its document is open (saved or not); undefined otherwise. */
+function editorText(args: ext.SendToAgentArgs): string | undefined {
+    if (args.range === undefined || args.range === null) return undefined;
+    const uri = vscode.Uri.parse(args.uri).toString();
+    const doc = vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri);
+    if (doc === undefined) return undefined;
+    const r = args.range;
+    return doc.getText(new vscode.Range(r.start.line, r.start.character, r.end.line, r.end.character));
 }
 
 export function errorMessage(e: unknown): string {

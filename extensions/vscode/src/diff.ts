@@ -1,13 +1,15 @@
 // "Show Diff": every file an agent changed, in a diff editor against the
 // commit it started from. The base side is served by a content provider
 // (`git cat-file` at the base commit); the agent's side is the file in its
-// worktree while that exists, else the branch's recorded head.
+// worktree while that exists — for a running agent the daemon's diff then
+// includes what is not committed yet (DiffResult.uncommitted) — else the
+// branch's recorded head.
 
 import * as fs from "node:fs";
 import * as vscode from "vscode";
 import type * as lc from "vscode-languageclient/node";
 
-import { decodeGitQuery, encodeGitQuery, GIT_SCHEME, isSafeRef, planDiff, planFile, type FileDiff, type Side } from "./diffplan";
+import { agentSide, decodeGitQuery, encodeGitQuery, GIT_SCHEME, isSafeRef, planDiff, planFile, type FileDiff, type Side } from "./diffplan";
 import { git, type GitLog } from "./git";
 import * as ext from "./lsp_ext";
 import { abilities } from "./model";
@@ -58,7 +60,8 @@ export class Diffs {
         }
         await vscode.commands.executeCommand(
             "vscode.changes",
-            `${agent.name}: ${result.stat.files} files +${result.stat.additions} −${result.stat.deletions} (${agent.branch})`,
+            // VS Code adds "(N files)".
+            `${agent.name}: +${result.stat.additions} −${result.stat.deletions} (${agentSide(result)})`,
             plan.map((p) => [sideUri(p.right), sideUri(p.left), sideUri(p.right)]),
         );
     }

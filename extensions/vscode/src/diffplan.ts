@@ -26,9 +26,12 @@ export interface FileDiff {
 }
 
 /**
- * Plans the diff of every changed file: left is the base commit, right is
- * the agent's worktree while it exists (so edits there show up live), else
- * the agent's recorded head.
+ * Plans the diff of every changed file: left is the base commit; right is
+ * the file on disk in the agent's worktree when the daemon compared the
+ * worktree's content (`uncommitted`: a running agent's edits, new untracked
+ * files), or while the worktree exists (its files are then the head's, and
+ * edits there show up live); else the agent's recorded head. A deleted
+ * file's right side is empty.
  */
 export function planDiff(d: DiffResult, worktreeExists: boolean): FileDiff[] {
     return (d.files ?? []).map((f) => planFile(d, f, worktreeExists));
@@ -40,10 +43,15 @@ export function planFile(d: DiffResult, f: FileChange, worktreeExists: boolean):
     const left: Side = { kind: "git", repo: d.repo, ref: f.status === "A" ? "" : d.baseCommit, path: leftPath, at: at(leftPath) };
     let right: Side;
     if (f.status === "D") right = { kind: "git", repo: d.repo, ref: "", path: f.path, at: at(f.path) };
-    else if (worktreeExists) right = { kind: "file", path: at(f.path) };
+    // `head` does not have the uncommitted content: only the file on disk has.
+    else if (d.uncommitted === true || worktreeExists) right = { kind: "file", path: at(f.path) };
     else right = { kind: "git", repo: d.repo, ref: d.head, path: f.path, at: at(f.path) };
-    const base = d.baseCommit.slice(0, 7);
-    return { file: f, left, right, title: `${basename(f.path)} (${base} ↔ ${d.branch})` };
+    return { file: f, left, right, title: `${basename(f.path)} (${d.baseCommit.slice(0, 7)} ↔ ${agentSide(d)})` };
+}
+
+/** How the agent's side is named in titles: its branch, or its worktree when that has uncommitted changes. */
+export function agentSide(d: DiffResult): string {
+    return d.uncommitted === true ? `${d.branch}, uncommitted` : d.branch;
 }
 
 /** The query of a GIT_SCHEME URI: which file (path, relative to repo) at which revision. */

@@ -75,54 +75,65 @@ function firstLines(s: string, n: number): string {
 }
 
 /**
- * Follows one agent's event log: events from the `bgagents/log` reply and
- * from `bgagents/output` notifications arrive in either order; each seq is
- * delivered once, in order. Notifications that arrive before the reply are
- * held until it is in. A gap (a notification dropped by a full queue) is
- * reported so the caller can fetch the missing events.
+ * Delivers one agent's events exactly once and in seq order, whether they
+ * come from `bgagents/log` pages or `bgagents/output` notifications, which
+ * arrive in either order. Events after a gap (notifications that came before
+ * the page that precedes them, or after one was dropped by a full queue) are
+ * held until the gap is filled; `gapFrom` then says where to fetch from.
  */
 export class EventCursor {
     /** Next seq to deliver. */
     next = 1;
-    private ready = false;
-    private held: Event[] = [];
+    /** Events beyond `next`, waiting for the ones before them. */
+    private readonly held = new Map<number, Event>();
 
-    /** Holds notifications until the next page: call it before fetching missing events. */
-    refetch(): void {
-        this.ready = false;
-    }
-
-    /** Events of a log page starting at the cursor; returns the ones to print. */
-    page(events: readonly Event[], next: number): Event[] {
-        const out = events.filter((e) => e.seq >= this.next);
-        if (out.length > 0) this.next = Math.max(this.next, out[out.length - 1]!.seq + 1);
-        this.next = Math.max(this.next, next);
-        this.ready = true;
-        const held = this.held;
-        this.held = [];
-        return [...out, ...this.take(held).events];
-    }
-
-    /**
-     * Events of a notification. Before the first page they are held. Returns
-     * the events to print and, when some are missing, the seq to fetch from.
-     */
-    push(events: readonly Event[]): { events: Event[]; gapFrom?: number } {
-        if (!this.ready) {
-            this.held.push(...events);
-            return { events: [] };
-        }
-        return this.take(events);
-    }
-
-    private take(events: readonly Event[]): { events: Event[]; gapFrom?: number } {
+    /** Events of a log page (from `next`, or earlier when a page overlaps); `next` is the page's `next`. */
+    page(events: readonly Event[], next: number): { events: Event[]; gapFrom?: number } {
         const out: Event[] = [];
         for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
             if (e.seq < this.next) continue;
-            if (e.seq > this.next) return { events: out, gapFrom: this.next };
+            if (e.seq > this.next) {
+                this.held.set(e.seq, e);
+                continue;
+            }
             out.push(e);
             this.next = e.seq + 1;
+            out.push(...this.drain());
         }
-        return { events: out };
+        // The daemon says the log continues at `next`: nothing before it is still to come.
+        if (next > this.next) {
+            for (const seq of [...this.held.keys()].filter((s) => s < next).sort((a, b) => a - b)) {
+                out.push(this.held.get(seq)!);
+                this.held.delete(seq);
+            }
+            this.next = next;
+        }
+        out.push(...this.drain());
+        return this.result(out);
+    }
+
+    /** Events of a notification: those that follow on are returned; the rest are held. */
+    push(events: readonly Event[]): { events: Event[]; gapFrom?: number } {
+        for (const e of events) if (e.seq >= this.next) this.held.set(e.seq, e);
+        return this.result(this.drain());
+    }
+
+    /** Whether events are held behind a gap. */
+    hasGap(): boolean {
+        return this.held.size > 0;
+    }
+
+    private drain(): Event[] {
+        const out: Event[] = [];
+        for (let e = this.held.get(this.next); e !== undefined; e = this.held.get(this.next)) {
+            this.held.delete(this.next);
+            out.push(e);
+            this.next++;
+        }
+        return out;
+    }
+
+    private result(events: Event[]): { events: Event[]; gapFrom?: number } {
+        return this.held.size > 0 ? { events, gapFrom: this.next } : { events };
     }
 }

@@ -2,6 +2,7 @@
 // pager, no prompts, bounded output, failures logged.
 
 import { execFile } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
 
 export interface GitLog {
@@ -53,4 +54,47 @@ export async function mainCheckout(log: GitLog | undefined, dir: string): Promis
         log?.appendLine(`${dir} is not in a git repository: ${String(e)}`);
         return undefined;
     }
+}
+
+/** How deep below a workspace folder repositories are looked for, and how many folders at most are read. */
+const SCAN_DEPTH = 2;
+const SCAN_LIMIT = 2000;
+
+/**
+ * The window's repositories: the main checkout of each workspace folder
+ * that is in a repository (the folder may be a subfolder or a linked
+ * worktree), then those of the repositories inside the folders (up to
+ * SCAN_DEPTH levels down; hidden folders and node_modules are skipped).
+ * Paths are as the daemon records them in Agent.repo.
+ */
+export async function findRepositories(log: GitLog | undefined, folders: readonly string[]): Promise<string[]> {
+    const roots: string[] = [];
+    const add = (r: string | undefined): void => {
+        if (r !== undefined && !roots.includes(r)) roots.push(r);
+    };
+    for (const f of folders) add(await mainCheckout(log, f));
+    let budget = SCAN_LIMIT;
+    const scan = async (dir: string, depth: number): Promise<void> => {
+        if (depth > SCAN_DEPTH || budget <= 0) return;
+        budget--;
+        let entries: fs.Dirent[];
+        try {
+            entries = await fs.promises.readdir(dir, { withFileTypes: true });
+        } catch {
+            return;
+        }
+        for (const e of entries) {
+            if (!e.isDirectory() || e.name.startsWith(".") || e.name === "node_modules") continue;
+            const sub = path.join(dir, e.name);
+            // A repository's .git is a folder; a linked worktree's is a file.
+            if (fs.existsSync(path.join(sub, ".git"))) add(await mainCheckout(undefined, sub));
+            else await scan(sub, depth + 1);
+        }
+    };
+    for (const f of folders) {
+        // A folder that is itself a repository's top level: its subfolders belong to it.
+        if (fs.existsSync(path.join(f, ".git"))) continue;
+        await scan(f, 1);
+    }
+    return roots;
 }

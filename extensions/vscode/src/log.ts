@@ -1,19 +1,20 @@
-// "Show Log": one output channel per agent, following its events live
-// (bgagents/log with follow, then bgagents/output notifications).
+// "Show Log": one output channel, "Agent Log", that shows one agent's
+// activity at a time and follows it while the agent is live (follow.ts has
+// the requests). Showing another agent's log replaces it and unfollows the
+// previous agent.
 
 import * as vscode from "vscode";
 import type * as lc from "vscode-languageclient/node";
 
-import { EventCursor, formatEvent } from "./events";
+import { formatEvent } from "./events";
+import { LogFollower } from "./follow";
 import * as ext from "./lsp_ext";
 import { stateLabel } from "./model";
 
-interface Followed {
-    agentId: string;
-    channel: vscode.OutputChannel;
-    cursor: EventCursor;
-    /** A bgagents/log request is under way. */
-    fetching: boolean;
+export const LOG_CHANNEL = "Agent Log";
+
+interface Shown {
+    follower: LogFollower;
     /** The last lines printed, for tests and for copying (bounded). */
     recent: string[];
 }
@@ -21,95 +22,114 @@ interface Followed {
 const RECENT = 2000;
 
 export class AgentLogs implements vscode.Disposable {
-    private readonly followed = new Map<string, Followed>();
+    private channel: vscode.OutputChannel | undefined;
+    private shown: Shown | undefined;
     private readonly appended = new vscode.EventEmitter<string>();
     /** Fires with the agent id after lines were printed to its log. */
     readonly onDidAppend = this.appended.event;
+    private readonly followChanged = new vscode.EventEmitter<{ id: string; following: boolean }>();
+    /** Fires when the daemon starts or stops sending an agent's events to this window. */
+    readonly onDidChangeFollowing = this.followChanged.event;
 
     constructor(
         private readonly client: () => lc.LanguageClient | undefined,
         private readonly onError: (what: string, e: unknown) => void,
     ) {}
 
-    /** Opens (or reveals) the agent's log and follows it. */
+    /** Shows the agent's log in the channel (replacing another agent's) and follows it while the agent is live. */
     async show(agent: ext.Agent): Promise<void> {
-        let f = this.followed.get(agent.id);
-        if (f === undefined) {
-            const channel = vscode.window.createOutputChannel(`Agent: ${agent.name}`);
-            f = { agentId: agent.id, channel, cursor: new EventCursor(), fetching: false, recent: [] };
-            this.followed.set(agent.id, f);
-            channel.appendLine(`Agent ${agent.name} (${agent.id}) — ${agent.agent}${agent.model !== "" ? `, ${agent.model}` : ""}`);
-            channel.appendLine(`Task: ${agent.task}`);
-            channel.appendLine(`Branch ${agent.branch} from ${agent.base} (${agent.baseCommit.slice(0, 7)}), worktree ${agent.worktree}`);
-            channel.appendLine(`State now: ${stateLabel(agent.state)}`);
-            channel.appendLine("");
-            f.channel.show(true);
-            await this.fetch(f, true);
-        } else {
-            f.channel.show(true);
+        const channel = (this.channel ??= vscode.window.createOutputChannel(LOG_CHANNEL));
+        if (this.shown?.follower.agentId === agent.id) {
+            channel.show(true);
+            return;
         }
+        void this.shown?.follower.stop();
+        channel.clear();
+        channel.appendLine(`Agent ${agent.name} (${agent.id}) — ${agent.agent}${agent.model !== "" ? `, ${agent.model}` : ""}`);
+        channel.appendLine(`Task: ${agent.task}`);
+        channel.appendLine(`Branch ${agent.branch} from ${agent.base} (${agent.baseCommit.slice(0, 7)}), worktree ${agent.worktree}`);
+        channel.appendLine(`State when opened: ${stateLabel(agent.state)}`);
+        channel.appendLine("");
+        const recent: string[] = [];
+        const follower: LogFollower = new LogFollower(
+            agent.id,
+            agent.state,
+            {
+                log: (p) => this.requireClient().sendRequest(ext.log, p),
+                unfollow: async (id) => {
+                    // Without a connection there is no subscription left to drop.
+                    await this.client()?.sendRequest(ext.unfollow, { id });
+                },
+            },
+            (events) => this.print(follower, recent, events),
+            (e) => this.onError(`Cannot read the log of agent ${agent.name}`, e),
+            (following) => this.followChanged.fire({ id: agent.id, following }),
+        );
+        const shown: Shown = { follower, recent };
+        this.shown = shown;
+        channel.show(true);
+        await shown.follower.start();
     }
 
-    /** The last lines printed for an agent, undefined when its log is not open. */
+    /** The agent whose log is shown, if any. */
+    shownAgent(): string | undefined {
+        return this.shown?.follower.agentId;
+    }
+
+    /** The last lines printed for an agent, undefined when its log is not the one shown. */
     recentLines(id: string): readonly string[] | undefined {
-        return this.followed.get(id)?.recent;
+        return this.shown?.follower.agentId === id ? this.shown.recent : undefined;
+    }
+
+    /** Whether the daemon sends this window the agent's new events. */
+    isFollowing(id: string): boolean {
+        return this.shown?.follower.agentId === id && this.shown.follower.isFollowing();
+    }
+
+    /** Resolves when the shown log's requests so far are done (for tests). */
+    idle(): Promise<void> {
+        return this.shown?.follower.idle() ?? Promise.resolve();
     }
 
     /** bgagents/output */
     onOutput(params: ext.OutputParams): void {
-        const f = this.followed.get(params.id);
-        if (f === undefined) return;
-        const { events, gapFrom } = f.cursor.push(params.events ?? []);
-        this.print(f, events);
-        if (gapFrom !== undefined && !f.fetching) {
-            f.cursor.refetch();
-            void this.fetch(f, false);
-        }
+        if (this.shown?.follower.agentId !== params.id) return;
+        this.shown.follower.onOutput(params.events ?? []);
     }
 
-    /** After a reconnect: subscribe again and fetch what was missed. */
-    resubscribe(): void {
-        for (const f of this.followed.values()) {
-            f.cursor.refetch();
-            void this.fetch(f, true);
-        }
+    /** A new snapshot of an agent: the shown log follows or unfollows as its state says. */
+    onAgent(agent: ext.Agent): void {
+        if (this.shown?.follower.agentId === agent.id) void this.shown.follower.onState(agent.state);
     }
 
-    private async fetch(f: Followed, follow: boolean): Promise<void> {
-        const client = this.client();
-        if (client === undefined) return;
-        f.fetching = true;
-        try {
-            let more = true;
-            let first = true;
-            while (more) {
-                const res = await client.sendRequest(ext.log, { id: f.agentId, from: f.cursor.next, follow: follow && first });
-                first = false;
-                this.print(f, f.cursor.page(res.events ?? [], res.next));
-                more = res.more;
-            }
-        } catch (e) {
-            this.onError(`Cannot read the log of agent ${f.agentId}`, e);
-        } finally {
-            f.fetching = false;
-        }
+    /** After a (re)connect: subscribe again and fetch what was missed. */
+    reconnected(): void {
+        void this.shown?.follower.reconnected();
     }
 
-    private print(f: Followed, events: readonly ext.Event[]): void {
-        if (events.length === 0) return;
+    private requireClient(): lc.LanguageClient {
+        const c = this.client();
+        if (c === undefined) throw new Error("not connected to the bgagents daemon");
+        return c;
+    }
+
+    private print(follower: LogFollower, recent: string[], events: readonly ext.Event[]): void {
+        if (this.shown?.follower !== follower || this.channel === undefined) return;
         for (const e of events) {
             const line = formatEvent(e);
             if (line === "") continue;
-            f.channel.appendLine(line);
-            f.recent.push(line);
-            if (f.recent.length > RECENT) f.recent.splice(0, f.recent.length - RECENT);
+            this.channel.appendLine(line);
+            recent.push(line);
+            if (recent.length > RECENT) recent.splice(0, recent.length - RECENT);
         }
-        this.appended.fire(f.agentId);
+        this.appended.fire(follower.agentId);
     }
 
     dispose(): void {
-        for (const f of this.followed.values()) f.channel.dispose();
-        this.followed.clear();
+        void this.shown?.follower.stop();
+        this.shown = undefined;
+        this.channel?.dispose();
         this.appended.dispose();
+        this.followChanged.dispose();
     }
 }

@@ -22,8 +22,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<Api> {
     for (const [name, factory] of Object.entries(allCommands())) {
         context.subscriptions.push(vscode.commands.registerCommand(`bgagents.${name}`, commands.reporting(c, name, factory(c))));
     }
-    // Connecting must not hold up activation: the view says "connecting…" meanwhile.
-    void c.start().catch((e: unknown) => c.output.error(`start: ${String(e)}`));
+    // Connecting must not hold up activation: the view says "connecting…"
+    // meanwhile. Ctx connects by itself only when the window has a
+    // repository; commands and the view connect when they need the daemon.
     return { ctx: c, agents: () => c.store.all() };
 }
 

@@ -175,19 +175,45 @@ export interface RepoGroup {
 }
 
 /**
- * The sidebar's content: shown agents of the given repository roots (all
- * repositories when roots is empty), newest first, grouped by repository in
- * the order of roots (then any others, by path).
+ * Which repositories a window shows and announces: its repositories
+ * (`roots`: the main checkouts of its workspace folders and of the
+ * repositories found inside them) and any repository inside one of its
+ * workspace folders (`folders`). An empty scope (a window without a
+ * repository) shows nothing.
  */
-export function buildTree(agents: Iterable<Agent>, roots: readonly string[]): RepoGroup[] {
+export interface Scope {
+    roots: readonly string[];
+    folders: readonly string[];
+}
+
+export const EMPTY_SCOPE: Scope = { roots: [], folders: [] };
+
+/** Whether an agent of repository `repo` belongs to the window. */
+export function inScope(repo: string, scope: Scope): boolean {
+    if (scope.roots.includes(repo)) return true;
+    return scope.folders.some((f) => isInside(repo, f));
+}
+
+/** Whether path p is dir or inside it (POSIX paths, as the daemon records them). */
+export function isInside(p: string, dir: string): boolean {
+    if (p === dir) return true;
+    return p.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+}
+
+/**
+ * The sidebar's content: shown agents of the window's scope, newest first,
+ * grouped by repository in the order of the roots (then any others, by
+ * path). An empty scope shows nothing.
+ */
+export function buildTree(agents: Iterable<Agent>, scope: Scope): RepoGroup[] {
     const byRepo = new Map<string, Agent[]>();
     for (const a of agents) {
-        if (!isShown(a)) continue;
-        if (roots.length > 0 && !roots.includes(a.repo)) continue;
+        if (!isShown(a) || !inScope(a.repo, scope)) continue;
         let list = byRepo.get(a.repo);
         if (list === undefined) byRepo.set(a.repo, (list = []));
         list.push(a);
     }
+    const roots = scope.roots;
     const order = (r: string): number => {
         const i = roots.indexOf(r);
         return i < 0 ? roots.length : i;
@@ -196,7 +222,7 @@ export function buildTree(agents: Iterable<Agent>, roots: readonly string[]): Re
         .sort(([a], [b]) => order(a) - order(b) || a.localeCompare(b))
         .map(([repo, list]) => ({
             repo,
-            agents: list.sort((x, y) => y.createdAt.localeCompare(x.createdAt) || x.name.localeCompare(y.name)),
+            agents: list.sort((x, y) => compareTimes(y.createdAt, x.createdAt) || x.name.localeCompare(y.name)),
         }));
 }
 
@@ -206,10 +232,10 @@ export interface Counts {
     needsInput: number;
 }
 
-export function count(agents: Iterable<Agent>, roots: readonly string[]): Counts {
+export function count(agents: Iterable<Agent>, scope: Scope): Counts {
     const c: Counts = { running: 0, needsInput: 0 };
     for (const a of agents) {
-        if (roots.length > 0 && !roots.includes(a.repo)) continue;
+        if (!inScope(a.repo, scope)) continue;
         if (isLive(a.state)) c.running++;
         else if (a.state === "needs_input") c.needsInput++;
     }
@@ -234,21 +260,118 @@ export function statusTooltip(c: Counts): string {
 }
 
 /**
+ * An RFC 3339 timestamp as [milliseconds since the epoch, nanoseconds within
+ * the millisecond], or undefined when it does not parse. The daemon writes
+ * RFC3339Nano, which drops trailing zeros of the fraction, so the strings
+ * cannot be compared as text ("…:07Z" sorts after "…:07.5Z"), and
+ * Date.parse alone keeps only milliseconds.
+ */
+export function parseTime(s: string): [number, number] | undefined {
+    const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/i.exec(s);
+    if (m === null) return undefined;
+    const frac = (m[2] ?? "").padEnd(9, "0").slice(0, 9);
+    const base = Date.parse(`${m[1]!}${m[3]!.toUpperCase()}`);
+    if (Number.isNaN(base)) return undefined;
+    return [base + Number(frac.slice(0, 3)), Number(frac.slice(3))];
+}
+
+/** Orders two RFC 3339 timestamps by the time they name: negative, 0 or positive. Unparsable ones sort first. */
+export function compareTimes(a: string, b: string): number {
+    const x = parseTime(a);
+    const y = parseTime(b);
+    if (x === undefined || y === undefined) return (x === undefined ? 0 : 1) - (y === undefined ? 0 : 1);
+    return x[0] - y[0] || x[1] - y[1];
+}
+
+/**
  * Merges a snapshot into the known agents. Snapshots of one agent are
- * ordered by updatedAt; an older one than the one held is ignored (the daemon
- * may deliver a list reply and a notification in either order). Returns the
- * previous snapshot and whether anything was applied.
+ * ordered by updatedAt (compared as times); an older one than the one held
+ * is ignored (the daemon may deliver a list reply and a notification in
+ * either order). Returns the previous snapshot and whether anything was
+ * applied.
  */
 export function applySnapshot(
     agents: Map<string, Agent>,
     next: Agent,
 ): { applied: boolean; previous: Agent | undefined } {
     const previous = agents.get(next.id);
-    if (previous !== undefined && next.updatedAt < previous.updatedAt) {
+    if (previous !== undefined && compareTimes(next.updatedAt, previous.updatedAt) < 0) {
         return { applied: false, previous };
     }
     agents.set(next.id, next);
     return { applied: true, previous };
+}
+
+/** A snapshot that was applied, with the one held before it. */
+export interface AgentChange {
+    agent: Agent;
+    /** The snapshot held before, if any. */
+    previous: Agent | undefined;
+}
+
+/**
+ * Applies a fresh list (at connect, after a reconnect, on refresh) to the
+ * known agents: each listed agent replaces the snapshot held unless that one
+ * is newer. Agents that were held when the list was asked for (`before`)
+ * and are neither listed nor updated since are dropped: that daemon does not
+ * know them (another daemon, or a state directory that was reset). Returns
+ * the snapshots that were applied, with what was held before, so that agents
+ * that ended or stopped for input while the window was not listening can be
+ * announced (noticeFor: once, since a second list with the same state is no
+ * change).
+ */
+export function reconcile(agents: Map<string, Agent>, fresh: readonly Agent[], before?: ReadonlyMap<string, Agent>): AgentChange[] {
+    const changes: AgentChange[] = [];
+    const listed = new Set<string>();
+    for (const a of fresh) {
+        listed.add(a.id);
+        const { applied, previous } = applySnapshot(agents, a);
+        if (applied) changes.push({ agent: a, previous });
+    }
+    for (const [id, held] of before ?? []) {
+        if (!listed.has(id) && agents.get(id) === held) agents.delete(id);
+    }
+    return changes;
+}
+
+/** The confirmation asked before cancelling an agent: it depends on whether it has started. */
+export function cancelPrompt(agent: Agent): { message: string; detail: string; button: string } {
+    switch (agent.state) {
+        case "queued":
+            return {
+                message: `Cancel agent ${agent.name}?`,
+                detail: "It is queued and has not started: it will not start. No worktree or branch is left behind.",
+                button: "Cancel Agent",
+            };
+        case "provisioning":
+            return {
+                message: `Cancel agent ${agent.name}?`,
+                detail: "Its worktree is still being prepared: it will not start, and the worktree is removed again.",
+                button: "Cancel Agent",
+            };
+        case "needs_input":
+            return {
+                message: `Cancel agent ${agent.name}?`,
+                detail: `It is waiting for your answer. It will not run again; its worktree and ${agent.branch} stay for Merge or Discard.`,
+                button: "Cancel Agent",
+            };
+        default:
+            return {
+                message: `Stop agent ${agent.name}?`,
+                detail: `It is stopped (SIGTERM, then SIGKILL after a grace period). What it did so far is committed to ${agent.branch}.`,
+                button: "Stop Agent",
+            };
+    }
+}
+
+/** What is said after a cancel, given the agent before the request and the record it returned. */
+export function cancelledMessage(before: Agent, after: Agent): string {
+    if (after.state !== "cancelled") return `Agent ${after.name} had already ended: it is ${stateLabel(after.state)}.`;
+    if (before.state === "queued" || before.state === "provisioning") {
+        return `Agent ${after.name} was cancelled before it started; it will not start.`;
+    }
+    if (after.cleaned === true) return `Agent ${after.name} was cancelled. It had changed nothing.`;
+    return `Agent ${after.name} was cancelled. Its work so far is on ${after.branch}.`;
 }
 
 /** A notification to show for a change of an agent, with the buttons it offers. */

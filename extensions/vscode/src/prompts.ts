@@ -1,19 +1,21 @@
 // The questions asked before an agent is spawned: the task, the agent and
-// the model, as an input box and two quick picks.
+// the model, as an input box and two quick picks. The agents offered are
+// what the daemon says the repository can run (bgagents/agents).
 
-import * as fs from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
 import * as vscode from "vscode";
 
 import type { Config } from "./config";
-import { agentChoices, modelChoices, scanToml, type Choice } from "./choices";
+import { agentChoices, modelChoices, type Choice } from "./choices";
+import type { AgentsResult } from "./lsp_ext";
 
 export interface SpawnChoices {
     task: string | undefined;
     agent: string | undefined;
     model: string | undefined;
 }
+
+/** Asks the daemon which agents a repository can run; undefined when it cannot say. */
+export type AgentLister = (repo: string) => Promise<AgentsResult | undefined>;
 
 /**
  * Asks for the task (required unless defaultTask describes what happens
@@ -24,8 +26,11 @@ export async function askSpawn(
     config: Config,
     repo: string,
     knownModels: readonly string[],
+    listAgents: AgentLister,
     opts: { title: string; defaultTask?: string },
 ): Promise<SpawnChoices | undefined> {
+    // Asked while the user types the task.
+    const agents = listAgents(repo);
     const task = await vscode.window.showInputBox({
         title: `${opts.title} (1/3): task`,
         prompt:
@@ -38,10 +43,10 @@ export async function askSpawn(
     });
     if (task === undefined) return undefined;
 
-    const agent = await pick(`${opts.title} (2/3): agent`, agentChoices(config.defaultAgent, configuredAgents(repo)));
+    const agent = await pick(`${opts.title} (2/3): agent`, agentChoices(config.defaultAgent, await agents));
     if (agent === undefined) return undefined;
 
-    let model = await pick(`${opts.title} (3/3): model`, modelChoices(config.defaultModel, knownModels));
+    let model = await pick(`${opts.title} (3/3): model`, modelChoices(config.defaultModel, knownModels, agent.model));
     if (model === undefined) return undefined;
     if (model.other === true) {
         const typed = await vscode.window.showInputBox({
@@ -70,35 +75,4 @@ export async function askFollowUp(name: string, question: string | undefined): P
         validateInput: (v) => (v.trim() === "" ? "Say what the agent should do next." : undefined),
     });
     return text?.trim();
-}
-
-/**
- * The agents configured for a repository, from the [agents.NAME] tables of
- * its .bgagents.toml and of the user's config.toml, and the repository's
- * [defaults].agent. The daemon has no request that lists them, so the table
- * headers are read here.
- */
-export function configuredAgents(repo: string): { names: string[]; repoDefault: string | undefined } {
-    const files = [userConfigPath(), path.join(repo, ".bgagents.toml")];
-    const names: string[] = [];
-    let repoDefault: string | undefined;
-    for (const file of files) {
-        let text: string;
-        try {
-            text = fs.readFileSync(file, "utf8");
-        } catch {
-            continue;
-        }
-        const parsed = scanToml(text);
-        names.push(...parsed.agents);
-        if (parsed.defaultAgent !== undefined) repoDefault = parsed.defaultAgent;
-    }
-    return { names: [...new Set(names)], repoDefault };
-}
-
-function userConfigPath(): string {
-    const env = process.env["BGAGENTS_CONFIG"];
-    if (env !== undefined && env !== "") return env;
-    const xdg = process.env["XDG_CONFIG_HOME"];
-    return path.join(xdg !== undefined && xdg !== "" ? xdg : path.join(os.homedir(), ".config"), "bgagents", "config.toml");
 }

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 
 import type { Agent, FileChange } from "./lsp_ext";
-import { contextValue, describe, stateIcon, stateLabel, tooltip } from "./model";
+import { contextValue, describe, isLive, stateIcon, stateLabel, tooltip } from "./model";
 import type { AgentStore } from "./store";
 
 export type Node =
@@ -76,6 +76,8 @@ export class AgentsTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
     }
 
     private changedFiles(agent: Agent): Promise<FileChange[]> {
+        // A running agent's files change without a new snapshot (the daemon's diff includes its uncommitted edits): ask each time.
+        if (isLive(agent.state)) return this.listFiles(agent);
         const d = agent.diff;
         const key = [agent.state, agent.head ?? "", d.commits, d.files, d.additions, d.deletions].join("|");
         const cached = this.files.get(agent.id);
@@ -134,7 +136,8 @@ export class AgentsTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
 }
 
 function agentItem(agent: Agent, now: Date): vscode.TreeItem {
-    const hasFiles = agent.diff.files > 0 && agent.cleaned !== true;
+    // A running agent may have changed files that are not committed (and counted) yet.
+    const hasFiles = agent.cleaned !== true && (agent.diff.files > 0 || agent.state === "running");
     const item = new vscode.TreeItem(
         agent.name,
         hasFiles ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None,

@@ -146,9 +146,12 @@ function profile(name) {
         "diffEditor.renderSideBySide": true,
         "diffEditor.hideUnchangedRegions.enabled": false,
         "diffEditor.useInlineViewWhenSpaceIsLimited": false,
-        "bgagents.path": BIN,
     };
     fs.writeFileSync(path.join(dir, "ud/User/settings.json"), JSON.stringify(settings, null, 2));
+    // bgagents.path is machine-overridable: a remote window (code-server is
+    // one) reads it from the remote machine's settings, not the user's.
+    fs.mkdirSync(path.join(dir, "ud/Machine"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "ud/Machine/settings.json"), JSON.stringify({ "bgagents.path": BIN }, null, 2));
     fs.writeFileSync(path.join(dir, "config.yaml"), "auth: none\n");
     const childEnv = {
         ...process.env,
@@ -279,6 +282,20 @@ async function uiTests() {
         await box.waitFor({ state: "hidden", timeout: 10_000 });
     }
     const agentDir = (name) => path.join(path.dirname(UI_REPO), `${path.basename(UI_REPO)}.worktrees`, name);
+    /** The daemon's record of an agent, through the CLI (another client). */
+    const record = async (name) => JSON.parse(await run(BIN, ["show", "--json", name], { cwd: UI_REPO }));
+    /** Clicks an agent's inline action (the buttons shown on the row). */
+    async function inline(name, label) {
+        await row(name).hover();
+        const button = row(name).locator(`.action-label[aria-label="${label}"]`);
+        await button.waitFor({ timeout: 10_000 });
+        await button.click();
+    }
+    /** Closes every notification, so that the next one waited for is new. */
+    async function clearToasts() {
+        await palette("Notifications: Clear All Notifications");
+        await page.locator(".notifications-toasts .notification-toast").first().waitFor({ state: "hidden", timeout: 10_000 }).catch(() => {});
+    }
 
     try {
         await check("the workbench loads the repository", async () => {
@@ -313,6 +330,12 @@ async function uiTests() {
         await check("spawn from the palette: task, agent and model, then a progress notification while the worktree is prepared", async () => {
             await palette("Background Agents: Spawn Agent…");
             await answer("(1/3): task", "Fix add in calc.go");
+            // The agents are what the daemon says the repository can run (bgagents/agents), its default first.
+            const pick = page.locator(".quick-input-widget .quick-input-list .monaco-list-row");
+            await page.locator(".quick-input-widget .quick-input-title", { hasText: "(2/3): agent" }).waitFor({ timeout: 10_000 });
+            await pick.filter({ hasText: "asker" }).first().waitFor({ timeout: 10_000 });
+            const items = (await pick.allInnerTexts()).map((t) => t.replace(/\s+/g, " ").trim());
+            if (!/^script\s*default · command$/.test(items[0]) || !items.some((t) => /^asker\s*claude$/.test(t))) throw new Error(`agent quick pick: ${JSON.stringify(items)}`);
             await answer("(2/3): agent");
             await answer("(3/3): model");
             await toast(`bgagents: preparing ${name}`).waitFor({ timeout: 15_000 });
@@ -361,10 +384,22 @@ async function uiTests() {
             await shot("log");
         });
 
+        await check("Show Log, Merge and Discard are inline buttons of an agent; Show Log (inline) replaces the log shown", async () => {
+            await row("from-cli").hover();
+            for (const label of ["Open Worktree in New Window", "Show Diff", "Show Log", "Send Follow-up…", "Merge…", "Discard…"]) {
+                await row("from-cli").locator(`.action-label[aria-label="${label}"]`).waitFor({ timeout: 5000 });
+            }
+            if ((await row("from-cli").locator('.action-label[aria-label="Cancel"]').count()) !== 0) throw new Error("a finished agent offers Cancel");
+            await inline(name, "Show Log");
+            await page.locator(".part.panel .view-lines", { hasText: "working on: Fix add in calc.go" }).waitFor({ timeout: 15_000 });
+            await page.locator(".part.panel .view-lines", { hasText: "working on: Write usage notes" }).waitFor({ state: "detached", timeout: 5000 });
+        });
+
         await check("Open Worktree in New Window (inline button) opens the worktree as a folder in a new window", async () => {
             await row("from-cli").hover();
             const button = row("from-cli").locator('.action-label[aria-label="Open Worktree in New Window"]');
             const opened = ctx.waitForEvent("page", { timeout: 15_000 });
+            opened.catch(() => {}); // awaited below; a failed click must not leave it unhandled
             await button.click();
             const win = await opened;
             await win.waitForURL(/folder=/, { timeout: 15_000 });
@@ -396,6 +431,112 @@ async function uiTests() {
             await toast("Agent make-add-add finished").waitFor({ timeout: 30_000 });
         });
 
+        await check("the sidebar's + spawns an agent", async () => {
+            await clearToasts();
+            await page.locator('.part.sidebar .action-label[aria-label="Spawn Agent…"]').first().click({ timeout: 10_000 });
+            await answer("(1/3): task", "Plus button notes");
+            await answer("(2/3): agent");
+            await answer("(3/3): model");
+            await row("plus-button-notes").waitFor({ timeout: 15_000 });
+            await toast("Agent plus-button-notes finished").waitFor({ timeout: 30_000 });
+            if ((await record("plus-button-notes")).task !== "Plus button notes") throw new Error("wrong task");
+        });
+
+        await check("the editor's context menu “Send Selection to Agent…” sends the selected line as context", async () => {
+            await page.keyboard.press("Control+P");
+            const input = page.locator(".quick-input-widget input");
+            await input.waitFor({ state: "visible", timeout: 10_000 });
+            await input.fill("calc.go");
+            await page.locator(".quick-input-list .monaco-list-row", { hasText: "calc.go" }).first().waitFor({ timeout: 10_000 });
+            await page.keyboard.press("Enter");
+            const line = page.locator(".editor-instance .monaco-editor .view-line", { hasText: "func add(a, b int) int {" });
+            await line.click();
+            await page.keyboard.press("End");
+            await page.keyboard.press("Shift+Home");
+            await line.click({ button: "right" });
+            const menu = page.locator(".context-view .monaco-menu");
+            const entry = menu.locator(".action-item", { hasText: "Send Selection to Agent…" }).first();
+            await entry.waitFor({ timeout: 10_000 });
+            for (let i = 0; ; i++) {
+                await entry.click();
+                try {
+                    await menu.waitFor({ state: "hidden", timeout: 1000 });
+                    break;
+                } catch (e) {
+                    if (i === 4) throw e;
+                }
+            }
+            await answer("(1/3): task", "Explain the selected line");
+            await answer("(2/3): agent");
+            await answer("(3/3): model");
+            await row("explain-the-selected-line").waitFor({ timeout: 15_000 });
+            const a = await record("explain-the-selected-line");
+            const c = a.context || {};
+            if (c.file !== "calc.go" || c.startLine !== 4 || c.endLine !== 4 || c.text !== "func add(a, b int) int {") throw new Error(`context: ${JSON.stringify(c)}`);
+            await toast("Agent explain-the-selected-line finished").waitFor({ timeout: 30_000 });
+        });
+
+        await check("Send Follow-up… (inline) runs the agent again with the message", async () => {
+            await inline("from-cli", "Send Follow-up…");
+            await answer("Follow-up for agent from-cli", "Add a usage example");
+            await until("from-cli's second run to end", 30_000, async () => {
+                const a = await record("from-cli");
+                return a.runs === 2 && a.state === "succeeded";
+            });
+            await view.locator('.monaco-list-row[aria-label^="from-cli, succeeded"]').waitFor({ timeout: 10_000 });
+            const logs = await run(BIN, ["logs", "from-cli"], { cwd: UI_REPO });
+            if (!/you: Add a usage example/.test(logs) && !/Add a usage example/.test(logs)) throw new Error(`log: ${logs}`);
+        });
+
+        await check("an agent that needs input is announced; Reply asks for the answer and whether to allow the refused tool, and it runs again", async () => {
+            await clearToasts();
+            await run(BIN, ["spawn", "--agent", "asker", "--name", "ui-ask", "Write the answer ASK"], { cwd: UI_REPO });
+            const t = toast("Agent ui-ask needs input");
+            await t.waitFor({ timeout: 30_000 });
+            for (const b of ["Reply", "Show Log", "Open Worktree"]) await t.locator(".monaco-button", { hasText: b }).waitFor({ timeout: 2000 });
+            await view.locator('.monaco-list-row[aria-label^="ui-ask, needs input"]').waitFor({ timeout: 10_000 });
+            await page.locator('.statusbar-item[aria-label="Background Agents: 1 needs input"]').waitFor({ timeout: 5000 });
+            await shot("needs-input");
+            await t.locator(".monaco-button", { hasText: "Reply" }).click();
+            await answer("Follow-up for agent ui-ask", "Yes, write it");
+            await answer("was refused: Write"); // the first item: allow it for this run
+            await toast("Agent ui-ask finished").waitFor({ timeout: 30_000 });
+            const a = await record("ui-ask");
+            if (a.runs !== 2 || a.state !== "succeeded") throw new Error(`ui-ask: ${a.state}, ${a.runs} runs`);
+            const logs = await run(BIN, ["logs", "ui-ask"], { cwd: UI_REPO });
+            if (!/allowed tools: Write/.test(logs)) throw new Error(`the refused tool was not allowed:\n${logs}`);
+            if (fs.readFileSync(path.join(agentDir("ui-ask"), "ANSWER.md"), "utf8") !== "Yes, write it\n") throw new Error("no ANSWER.md");
+        });
+
+        await check("Cancel (inline) asks, then stops a running agent; it is shown cancelled", async () => {
+            const gate = path.join(GATES, "ui-never");
+            await run(BIN, ["spawn", "--name", "ui-slow", `Slow work WAIT ${gate}`], { cwd: UI_REPO });
+            await view.locator('.monaco-list-row[aria-label^="ui-slow, running"]').waitFor({ timeout: 15_000 });
+            // Cancel once the agent itself runs (it said so).
+            await until("ui-slow to wait", 15_000, async () => /waiting for/.test(await run(BIN, ["logs", "ui-slow"], { cwd: UI_REPO })));
+            await clearToasts();
+            await inline("ui-slow", "Cancel");
+            await dialogButton("Stop agent ui-slow?", "Stop Agent");
+            await toast("Agent ui-slow was cancelled").waitFor({ timeout: 30_000 });
+            await view.locator('.monaco-list-row[aria-label^="ui-slow, cancelled"]').waitFor({ timeout: 10_000 });
+            if ((await record("ui-slow")).state !== "cancelled") throw new Error("not cancelled");
+        });
+
+        await check("Merge… (inline) asks, lands the branch in main, and the agent leaves the sidebar", async () => {
+            await clearToasts();
+            await inline("from-cli", "Merge…");
+            await dialogButton("Merge bgagents/from-cli into main?", "Merge");
+            await toast("Merged bgagents/from-cli into main").waitFor({ timeout: 15_000 });
+            await row("from-cli").waitFor({ state: "detached", timeout: 15_000 });
+            const notes = fs.readFileSync(path.join(UI_REPO, "NOTES.md"), "utf8");
+            if (!/Write usage notes from the command line/.test(notes) || !/Add a usage example/.test(notes)) throw new Error(`NOTES.md in main: ${notes}`);
+            const merged = await record("from-cli");
+            if (merged.state !== "merged") throw new Error(`from-cli is ${merged.state}`);
+            // Its work is in main's checkout (NOTES.md above); worktree and branch are gone.
+            if (fs.existsSync(agentDir("from-cli"))) throw new Error("worktree still there");
+            if (execFileSync("git", ["branch", "--list", "bgagents/from-cli"], { cwd: UI_REPO, encoding: "utf8" }).trim() !== "") throw new Error("branch still there");
+        });
+
         await check("Discard (context menu) asks, then asks again before losing commits; the agent leaves the sidebar and its worktree is gone", async () => {
             if (!fs.existsSync(agentDir(name))) throw new Error(`no worktree ${agentDir(name)} before discard`);
             await contextMenu(name, "Discard…");
@@ -414,36 +555,54 @@ async function uiTests() {
 
 // ---- extension-host tests ------------------------------------------------------
 
+/**
+ * The extension-host tests, in three windows one after the other; the
+ * window's folder picks the suite (test/exthost/index.ts): the repository
+ * itself, a folder without a repository, and the folder that contains the
+ * repository. Each suite writes RESULTS/SUITE.txt.
+ */
 async function extHostTests() {
-    const results = path.join(WORK, "exthost-results.txt");
-    process.env.BGAGENTS_TEST_RESULTS = results; // inherited by code-server's extension host
+    const results = path.join(WORK, "exthost-results");
+    fs.mkdirSync(results, { recursive: true });
+    process.env.BGAGENTS_TEST_RESULTS = results; // inherited by code-server's extension hosts
+    const noRepo = path.join(WORK, "no-repository");
+    fs.mkdirSync(noRepo, { recursive: true });
+    fs.writeFileSync(path.join(noRepo, "notes.txt"), "not a repository\n");
     const p = profile("exthost");
     // enable-smoke-test-driver makes code-server honour extensionTestsPath in the URL payload.
     const cs = await startCodeServer(p, "code-server-exthost", EXT_REPO, ["--vscode-option", "enable-smoke-test-driver"]);
     const ctx = await browser("exthost");
-    const page = ctx.pages()[0] || (await ctx.newPage());
     try {
-        const host = new URL(cs.base).host;
-        const exited = new Promise((resolve) => {
-            void page.exposeFunction("codeAutomationExit", (code) => resolve(code));
-            void page.exposeFunction("codeAutomationLog", () => {});
-        });
-        page.on("console", (m) => {
-            const t = m.text();
-            const i = t.indexOf("[ext-test] ");
-            if (i >= 0) log(`  exthost: ${t.slice(i + 11)}`);
-        });
-        const payload = [
-            ["extensionDevelopmentPath", `vscode-remote://${host}${EXT}`],
-            ["extensionTestsPath", `vscode-remote://${host}${path.join(EXT, "out/exthost/index.js")}`],
-        ];
-        await page.goto(`${cs.base}/?folder=${encodeURIComponent(EXT_REPO)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
-        const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 120_000))]);
-        const summary = fs.existsSync(results) ? fs.readFileSync(results, "utf8") : "";
-        const m = /^(\d+) passed, (\d+) failed$/m.exec(summary);
-        await check(`extension-host tests (${m ? `${m[1]} passed, ${m[2]} failed` : "no summary"}; exit code ${code})`, async () => {
-            if (code !== 0 || !m || m[2] !== "0") throw new Error(`extension-host tests failed; results:\n${summary}\nlog: ${cs.logFile}`);
-        });
+        for (const [suite, folder] of [["main", EXT_REPO], ["norepo", noRepo], ["nested", path.dirname(EXT_REPO)]]) {
+            const page = await ctx.newPage();
+            currentPage = page;
+            try {
+                const host = new URL(cs.base).host;
+                const exited = new Promise((resolve) => {
+                    void page.exposeFunction("codeAutomationExit", (code) => resolve(code));
+                    void page.exposeFunction("codeAutomationLog", () => {});
+                });
+                page.on("console", (m) => {
+                    const t = m.text();
+                    const i = t.indexOf("[ext-test] ");
+                    if (i >= 0) log(`  exthost: ${t.slice(i + 11)}`);
+                });
+                const payload = [
+                    ["extensionDevelopmentPath", `vscode-remote://${host}${EXT}`],
+                    ["extensionTestsPath", `vscode-remote://${host}${path.join(EXT, "out/exthost/index.js")}`],
+                ];
+                await page.goto(`${cs.base}/?folder=${encodeURIComponent(folder)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+                const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 150_000))]);
+                const file = path.join(results, `${suite}.txt`);
+                const summary = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
+                const m = /^(\d+) passed, (\d+) failed$/m.exec(summary);
+                await check(`extension-host tests, ${suite} (${m ? `${m[1]} passed, ${m[2]} failed` : "no summary"}; exit code ${code})`, async () => {
+                    if (code !== 0 || !m || m[2] !== "0") throw new Error(`extension-host tests failed; results:\n${summary}\nlog: ${cs.logFile}`);
+                });
+            } finally {
+                await page.close().catch(() => {});
+            }
+        }
     } finally {
         await ctx.close().catch(() => {});
         await stopGroup(cs.child);

@@ -4,12 +4,21 @@
 // against the real daemon and a scripted agent, and wait on the extension's
 // own events with deadlines, never on sleeps.
 //
-// Environment (set by vscode_test.go, inherited through code-server):
-//   BGAGENTS_TEST_REPO   the workspace folder: a git repository whose
-//                        default agent is test/agent.sh
+// test/run.js opens three windows, one after the other; the window's folder
+// picks the suite:
+//   main     BGAGENTS_TEST_REPO itself: every command, the tree, diffs,
+//            logs, notifications, a daemon restart
+//   norepo   a folder that is no repository and contains none: nothing is
+//            started until a command needs the daemon; nothing is shown or
+//            announced
+//   nested   the folder that contains BGAGENTS_TEST_REPO: its agents are
+//            shown, and the daemon is connected without a command
+//
+// Environment (set by vscode_test.go and run.js, inherited through code-server):
+//   BGAGENTS_TEST_REPO   a git repository whose default agent is test/agent.sh
 //   BGAGENTS_TEST_BIN    the bgagents binary (for the CLI as a second client)
 //   BGAGENTS_TEST_GATES  a directory for files the agent waits on
-//   BGAGENTS_TEST_RESULTS  file the results are appended to
+//   BGAGENTS_TEST_RESULTS  a directory: each suite writes SUITE.txt there
 
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -17,13 +26,16 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
 
+import type { Ctx } from "../../src/ctx";
 import type { Api } from "../../src/main";
-import type { Agent, State } from "../../src/lsp_ext";
+import type { Agent, AgentResult, SendToAgentArgs, State } from "../../src/lsp_ext";
 
 const REPO = env("BGAGENTS_TEST_REPO");
 const BIN = env("BGAGENTS_TEST_BIN");
 const GATES = env("BGAGENTS_TEST_GATES");
 const RESULTS = process.env["BGAGENTS_TEST_RESULTS"];
+
+type Suite = "main" | "norepo" | "nested";
 
 function env(name: string): string {
     const v = process.env[name];
@@ -31,12 +43,7 @@ function env(name: string): string {
     return v;
 }
 
-function report(line: string): void {
-    console.log(`[ext-test] ${line}`);
-    if (RESULTS !== undefined) fs.appendFileSync(RESULTS, line + "\n");
-}
-
-/** Resolves when pred holds for an event of `event`, or checks `now` first; rejects after ms. */
+/** Resolves when now() returns something, checked first and then on each `event`; rejects after ms. */
 function waitFor<T>(what: string, ms: number, now: () => T | undefined, event: vscode.Event<unknown>): Promise<T> {
     return new Promise((resolve, reject) => {
         const first = now();
@@ -58,84 +65,164 @@ function waitFor<T>(what: string, ms: number, now: () => T | undefined, event: v
     });
 }
 
-export async function run(): Promise<void> {
-    const results: { name: string; ok: boolean; ms: number; error?: string }[] = [];
-    const test = async (name: string, fn: () => Promise<void>): Promise<void> => {
+/** An event that fires when any of events does. */
+function anyOf(...events: vscode.Event<unknown>[]): vscode.Event<unknown> {
+    return (listener) => {
+        const subs = events.map((e) => e(listener));
+        return { dispose: () => subs.forEach((s) => s.dispose()) };
+    };
+}
+
+function exec(cmd: string, args: string[], cwd: string): Promise<string> {
+    return new Promise((resolve, reject) =>
+        execFile(cmd, args, { cwd }, (err, stdout, stderr) =>
+            err !== null ? reject(new Error(`${path.basename(cmd)} ${args.join(" ")}: ${err.message} ${stderr}`)) : resolve(stdout),
+        ),
+    );
+}
+
+const cli = (args: string[]): Promise<string> => exec(BIN, args, REPO);
+const git = (args: string[]): Promise<string> => exec("git", args, REPO);
+
+class Runner {
+    private passed = 0;
+    private failed = 0;
+    private readonly lines: string[] = [];
+
+    constructor(readonly suite: Suite) {}
+
+    report(line: string): void {
+        console.log(`[ext-test] ${this.suite}: ${line}`);
+        this.lines.push(line);
+        if (RESULTS !== undefined) fs.appendFileSync(path.join(RESULTS, `${this.suite}.txt`), line + "\n");
+    }
+
+    async test(name: string, fn: () => Promise<void>): Promise<void> {
         const t = Date.now();
         try {
             await fn();
-            results.push({ name, ok: true, ms: Date.now() - t });
-            report(`ok   ${name} (${Date.now() - t} ms)`);
+            this.passed++;
+            this.report(`ok   ${name} (${Date.now() - t} ms)`);
         } catch (e) {
+            this.failed++;
             const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
-            results.push({ name, ok: false, ms: Date.now() - t, error: msg });
-            report(`FAIL ${name}: ${msg.split("\n").slice(0, 6).join("\n     ")}`);
+            this.report(`FAIL ${name}: ${msg.split("\n").slice(0, 6).join("\n     ")}`);
         }
-    };
+    }
 
-    const extension = vscode.extensions.getExtension<Api>("bgagents.bgagents");
-    let api: Api | undefined;
-    const ctx = () => {
-        if (api === undefined) throw new Error("extension not activated");
-        return api.ctx;
-    };
-    const agentNamed = (name: string): Agent | undefined => api?.agents().find((a) => a.name === name && a.repo === REPO);
+    finish(): void {
+        this.report(`${this.passed} passed, ${this.failed} failed`);
+        if (this.failed > 0) throw new Error(`${this.failed} extension-host test(s) failed`);
+    }
+}
+
+/** The extension, activated by the first test of each suite. */
+class Harness {
+    api: Api | undefined;
+
+    ctx(): Ctx {
+        if (this.api === undefined) throw new Error("extension not activated");
+        return this.api.ctx;
+    }
+
+    agentNamed(name: string): Agent | undefined {
+        return this.api?.agents().find((a) => a.name === name && a.repo === REPO);
+    }
+
     /** Waits until agent `name` is in one of the states. */
-    const waitState = (name: string, states: State[], ms = 20_000): Promise<Agent> =>
-        waitFor(
+    waitState(name: string, states: State[], ms = 20_000): Promise<Agent> {
+        return waitFor(
             `agent ${name} in ${states.join("/")}`,
             ms,
             () => {
-                const a = agentNamed(name);
+                const a = this.agentNamed(name);
                 return a !== undefined && states.includes(a.state) ? a : undefined;
             },
-            ctx().store.onDidChange,
+            this.ctx().store.onDidChange,
         );
+    }
 
-    await test("the extension activates and registers every contributed command", async () => {
+    /** Names of the agents the sidebar shows, in its order. */
+    shown(): string[] {
+        return this.ctx()
+            .store.tree()
+            .flatMap((g) => g.agents.map((a) => a.name));
+    }
+
+    async spawn(opts: { task: string; name: string; agent?: string }): Promise<Agent> {
+        const spawned = (await vscode.commands.executeCommand("bgagents.spawn", opts)) as Agent | undefined;
+        assert.ok(spawned, `spawn ${opts.name} returned nothing (see the error notification)`);
+        assert.equal(spawned.name, opts.name);
+        return spawned;
+    }
+}
+
+export async function run(): Promise<void> {
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    const suite: Suite = folder === REPO ? "main" : folder === path.dirname(REPO) ? "nested" : "norepo";
+    const r = new Runner(suite);
+    const h = new Harness();
+    const extension = vscode.extensions.getExtension<Api>("bgagents.bgagents");
+    await r.test("the extension activates and registers every contributed command", async () => {
         assert.ok(extension, "extension bgagents.bgagents not found");
-        api = await extension.activate();
+        h.api = await extension.activate();
         const contributed = (extension.packageJSON as { contributes: { commands: { command: string }[] } }).contributes.commands.map((c) => c.command);
         const registered = new Set(await vscode.commands.getCommands(true));
         for (const c of contributed) assert.ok(registered.has(c), `command ${c} is not registered`);
     });
+    switch (suite) {
+        case "main":
+            await mainSuite(r, h);
+            break;
+        case "norepo":
+            await noRepoSuite(r, h);
+            break;
+        case "nested":
+            await nestedSuite(r, h);
+            break;
+    }
+    r.finish();
+}
 
-    await test("connects to the daemon through `bgagents lsp`", async () => {
+async function mainSuite(r: Runner, h: Harness): Promise<void> {
+    const ctx = () => h.ctx();
+
+    await r.test("connects to the daemon through `bgagents lsp` by itself (the window has a repository)", async () => {
         await waitFor("the client to start", 20_000, () => ctx().client(), ctx().onDidStart);
+        await ctx().ready;
         assert.deepEqual(ctx().store.getRoots(), [REPO]);
+        assert.ok(ctx().daemon()?.pid, "bgagents/hello was answered");
+        assert.ok(ctx().statusBarShown());
         const registered = new Set(await vscode.commands.getCommands(true));
         assert.ok(registered.has("bgagents.sendToAgent"), "the server's command bgagents.sendToAgent is not registered by the client");
     });
 
     let first: Agent | undefined;
-    await test("bgagents.spawn with a task: the agent runs, finishes and is announced with Show Diff, Open Worktree, Merge", async () => {
+    await r.test("bgagents.spawn with a task: the agent runs, finishes and is announced with Show Diff, Open Worktree, Merge", async () => {
         const notices: string[][] = [];
         const sub = ctx().onDidShowNotice((n) => {
             if (n.agent.name === "ext-first") notices.push(n.notice.actions);
         });
         try {
-            const spawned = (await vscode.commands.executeCommand("bgagents.spawn", { task: "Fix add in calc.go", name: "ext-first" })) as Agent | undefined;
-            assert.ok(spawned, "spawn returned nothing (see the error notification)");
-            assert.equal(spawned.name, "ext-first");
-            first = await waitState("ext-first", ["succeeded", "failed"]);
+            await h.spawn({ task: "Fix add in calc.go", name: "ext-first" });
+            first = await h.waitState("ext-first", ["succeeded", "failed"]);
             assert.equal(first.state, "succeeded", first.error);
             assert.equal(first.diff.files, 2);
             await waitFor("the notification", 5000, () => (notices.length > 0 ? notices : undefined), ctx().onDidShowNotice);
-            assert.deepEqual(notices[0], ["Show Diff", "Open Worktree", "Merge"]);
+            assert.deepEqual(notices, [["Show Diff", "Open Worktree", "Merge"]]);
         } finally {
             sub.dispose();
         }
     });
 
-    await test("a failed agent is announced as an error with Show Log, Reply, Open Worktree", async () => {
+    await r.test("a failed agent is announced as an error with Show Log, Reply, Open Worktree", async () => {
         const notices: { severity: string; message: string; actions: string[] }[] = [];
         const sub = ctx().onDidShowNotice((n) => {
             if (n.agent.name === "ext-fail") notices.push(n.notice);
         });
         try {
-            const spawned = (await vscode.commands.executeCommand("bgagents.spawn", { task: "Try and FAIL", name: "ext-fail" })) as Agent | undefined;
-            assert.ok(spawned);
-            const failed = await waitState("ext-fail", ["failed", "succeeded"]);
+            await h.spawn({ task: "Try and FAIL", name: "ext-fail" });
+            const failed = await h.waitState("ext-fail", ["failed", "succeeded"]);
             assert.equal(failed.state, "failed");
             await waitFor("the notification", 5000, () => (notices.length > 0 ? notices : undefined), ctx().onDidShowNotice);
             assert.equal(notices[0]!.severity, "error");
@@ -148,7 +235,7 @@ export async function run(): Promise<void> {
         }
     });
 
-    await test("the tree shows the agent with branch and diffstat, and its changed files", async () => {
+    await r.test("the tree shows the agent with branch and diffstat, and its changed files", async () => {
         const tree = ctx().tree;
         const roots = (await tree.getChildren()) ?? [];
         const node = roots.find((n) => n.kind === "agent" && ctx().store.get(n.id)?.name === "ext-first");
@@ -162,22 +249,10 @@ export async function run(): Promise<void> {
         assert.deepEqual(files.sort(), ["NOTES.md", "calc.go"]);
     });
 
-    await test("bgagents.showDiff opens the changed files against the base", async () => {
+    await r.test("bgagents.showDiff opens the changed files against the base", async () => {
         await vscode.commands.executeCommand("workbench.action.closeAllEditors");
         await vscode.commands.executeCommand("bgagents.showDiff", first!.id);
-        const tab = await waitFor(
-            "a diff tab",
-            10_000,
-            () => vscode.window.tabGroups.activeTabGroup.activeTab,
-            vscode.window.tabGroups.onDidChangeTabs,
-        );
-        const input = tab.input;
-        let pairs: { original: vscode.Uri; modified: vscode.Uri }[];
-        // The multi-file diff editor's input (TabInputTextMultiDiff) is not in @types/vscode 1.138 yet.
-        const multi = (input as { textDiffs?: { original: vscode.Uri; modified: vscode.Uri }[] } | undefined)?.textDiffs;
-        if (multi !== undefined) pairs = multi;
-        else if (input instanceof vscode.TabInputTextDiff) pairs = [input];
-        else throw new Error(`the active tab is not a diff: ${tab.label}`);
+        const pairs = await diffPairs();
         const calc = pairs.find((p) => p.modified.path.endsWith("/calc.go"));
         assert.ok(calc, `no calc.go among ${pairs.map((p) => p.modified.toString()).join(", ")}`);
         assert.equal(calc.original.scheme, "bgagents-git");
@@ -190,7 +265,7 @@ export async function run(): Promise<void> {
         assert.equal((await vscode.workspace.openTextDocument(notes.original)).getText(), "", "an added file has an empty base");
     });
 
-    await test("bgagents.openFileDiff opens one file's diff from the tree", async () => {
+    await r.test("bgagents.openFileDiff opens one file's diff from the tree", async () => {
         const file = { kind: "file", agentId: first!.id, file: { path: "calc.go", status: "M", additions: 1, deletions: 1 } };
         await vscode.commands.executeCommand("bgagents.openFileDiff", file);
         const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
@@ -198,47 +273,74 @@ export async function run(): Promise<void> {
         assert.match(tab.label, /^calc\.go \(\w{7} ↔ bgagents\/ext-first\)$/);
     });
 
-    await test("bgagents.showLog prints the agent's activity as readable lines", async () => {
+    const logLines = (id: string): readonly string[] => ctx().logs.recentLines(id) ?? [];
+    const logEvents = () => anyOf(ctx().logs.onDidAppend, ctx().logs.onDidChangeFollowing, ctx().store.onDidChange);
+
+    await r.test("bgagents.showLog prints an ended agent's activity as readable lines, without following it", async () => {
         await vscode.commands.executeCommand("bgagents.showLog", first!.id);
-        const lines = await waitFor(
-            "log lines",
-            10_000,
-            () => {
-                const l = ctx().logs.recentLines(first!.id);
-                return l !== undefined && l.some((x) => x.includes("succeeded")) ? l : undefined;
-            },
-            ctx().store.onDidChange,
-        ).catch(() => ctx().logs.recentLines(first!.id) ?? []);
-        const text = lines.join("\n");
+        await waitFor("log lines", 10_000, () => (logLines(first!.id).some((x) => x.includes("● succeeded")) ? true : undefined), logEvents());
+        const text = logLines(first!.id).join("\n");
         assert.match(text, /^\d\d:\d\d:\d\d ● running — agent started$/m);
         assert.match(text, /^\d\d:\d\d:\d\d   working on: Fix add in calc\.go$/m);
         assert.match(text, /● succeeded — agent exited 0/);
+        assert.equal(ctx().logs.isFollowing(first!.id), false, "an ended agent's log is read, not followed");
     });
 
-    await test("bgagents.followUp runs the agent again in the same worktree, and the open log follows it", async () => {
+    await r.test("bgagents.followUp runs the agent again in the same worktree; the open log follows the new run, then unfollows", async () => {
         const res = (await vscode.commands.executeCommand("bgagents.followUp", first!.id, "Also document it")) as Agent | undefined;
         assert.ok(res, "followUp returned nothing");
-        const done = await waitState("ext-first", ["succeeded", "failed"]);
+        const done = await h.waitState("ext-first", ["succeeded", "failed"]);
         assert.equal(done.runs, 2);
         assert.equal(done.diff.commits, 2);
-        const lines = await waitFor(
-            "the follow-up in the log",
+        await waitFor(
+            "the follow-up in the log, and the log unfollowed",
             10_000,
-            () => {
-                const l = ctx().logs.recentLines(first!.id) ?? [];
-                return l.filter((x) => x.includes("● succeeded")).length >= 2 ? l : undefined;
-            },
-            ctx().store.onDidChange,
-        ).catch(() => ctx().logs.recentLines(first!.id) ?? []);
+            () => (logLines(first!.id).filter((x) => x.includes("● succeeded")).length >= 2 && !ctx().logs.isFollowing(first!.id) ? true : undefined),
+            logEvents(),
+        );
+        const lines = logLines(first!.id);
         assert.match(lines.join("\n"), /✉ you: Also document it/);
         assert.equal(lines.filter((x) => x.includes("● succeeded")).length, 2, lines.join("\n"));
+        assert.equal(lines.filter((x) => x.includes("✉ you: Also document it")).length, 1, "each line once");
     });
 
-    await test("the status bar counts running agents; bgagents.cancel stops one", async () => {
+    await r.test("Show Log follows a live agent; another agent's log replaces it and unfollows it; it unfollows once the agent ended and its log is read", async () => {
+        const gate = path.join(GATES, "ext-log");
+        const spawned = await h.spawn({ task: `Print a log WAIT ${gate}`, name: "ext-log" });
+        await vscode.commands.executeCommand("bgagents.showLog", spawned.id);
+        await waitFor(
+            "ext-log followed and waiting",
+            15_000,
+            () => (ctx().logs.isFollowing(spawned.id) && logLines(spawned.id).some((l) => l.includes("waiting for")) ? true : undefined),
+            logEvents(),
+        );
+        // Another agent's log replaces it.
+        await vscode.commands.executeCommand("bgagents.showLog", first!.id);
+        assert.equal(ctx().logs.shownAgent(), first!.id);
+        assert.equal(ctx().logs.isFollowing(spawned.id), false);
+        assert.equal(ctx().logs.recentLines(spawned.id), undefined);
+        // Shown again: read from the start and followed again.
+        await vscode.commands.executeCommand("bgagents.showLog", spawned.id);
+        assert.ok(ctx().logs.isFollowing(spawned.id));
+        assert.ok(logLines(spawned.id).some((l) => l.includes("waiting for")));
+        fs.writeFileSync(gate, "");
+        await waitFor(
+            "ext-log ended, its log read to the end and unfollowed",
+            15_000,
+            () => (!ctx().logs.isFollowing(spawned.id) && logLines(spawned.id).some((l) => l.includes("● succeeded")) ? true : undefined),
+            logEvents(),
+        );
+        const lines = logLines(spawned.id);
+        for (const want of ["waiting for", "wrote NOTES.md", "done", "● succeeded"]) {
+            assert.equal(lines.filter((l) => l.includes(want)).length, 1, `"${want}" once in:\n${lines.join("\n")}`);
+        }
+        assert.equal(h.agentNamed("ext-log")?.state, "succeeded");
+    });
+
+    await r.test("the status bar counts running agents; bgagents.cancel stops one", async () => {
         const gate = path.join(GATES, "never");
-        const spawned = (await vscode.commands.executeCommand("bgagents.spawn", { task: `Slow work WAIT ${gate}`, name: "ext-slow" })) as Agent | undefined;
-        assert.ok(spawned);
-        await waitState("ext-slow", ["running"]);
+        const spawned = await h.spawn({ task: `Slow work WAIT ${gate}`, name: "ext-slow" });
+        await h.waitState("ext-slow", ["running"]);
         assert.equal(ctx().statusBarText(), "$(sync~spin) 1");
         // Cancel once the agent itself runs (its log says so): a cancel in the
         // first milliseconds of `running` can lose the agent (see the report).
@@ -246,42 +348,65 @@ export async function run(): Promise<void> {
         await waitFor(
             "the agent's first output",
             10_000,
-            () => (ctx().logs.recentLines(spawned.id)?.some((l) => l.includes("waiting for")) === true ? true : undefined),
+            () => (logLines(spawned.id).some((l) => l.includes("waiting for")) ? true : undefined),
             ctx().logs.onDidAppend,
         );
-        const cancelled = (await vscode.commands.executeCommand("bgagents.cancel", spawned.id)) as Agent | undefined;
+        const cancelled = (await vscode.commands.executeCommand("bgagents.cancel", spawned.id, { confirm: false })) as Agent | undefined;
         assert.equal(cancelled?.state, "cancelled");
         await waitFor("status bar back to 0", 5000, () => (ctx().statusBarText() === "$(robot) 0" ? true : undefined), ctx().store.onDidChange);
     });
 
-    await test("bgagents.merge lands the branch in main and removes the agent from the tree", async () => {
+    await r.test("bgagents.merge lands the branch in main and removes the agent from the tree", async () => {
         const merged = (await vscode.commands.executeCommand("bgagents.merge", first!.id, { confirm: false })) as Agent | undefined;
         assert.equal(merged?.state, "merged");
         assert.match(fs.readFileSync(path.join(REPO, "calc.go"), "utf8"), /return a \+ b/);
         assert.ok(!fs.existsSync(first!.worktree), "worktree still exists after merge");
-        const shown = ctx().store.tree().flatMap((g) => g.agents.map((a) => a.name));
-        assert.ok(!shown.includes("ext-first"), `still shown: ${shown.join(", ")}`);
+        assert.ok(!h.shown().includes("ext-first"), `still shown: ${h.shown().join(", ")}`);
     });
 
-    await test("bgagents.discard refuses to lose work without force, then discards with it", async () => {
-        const slow = agentNamed("ext-slow");
-        assert.ok(slow);
-        // Cancelled after writing nothing: it has no commits, so no force is needed.
-        const spawned = (await vscode.commands.executeCommand("bgagents.spawn", { task: "Write notes to discard", name: "ext-discard" })) as Agent | undefined;
-        assert.ok(spawned);
-        const done = await waitState("ext-discard", ["succeeded"]);
-        const refused = await vscode.commands.executeCommand("bgagents.discard", done.id, { confirm: false });
-        assert.equal(refused, undefined, "discard without force should be refused (unmerged commits)");
-        assert.ok(fs.existsSync(done.worktree));
+    await r.test("bgagents.discard refuses to lose uncommitted work without force (worktree, branch and record stay); with force both are gone", async () => {
+        await h.spawn({ task: "Write notes to discard", name: "ext-discard" });
+        const done = await h.waitState("ext-discard", ["succeeded"]);
+        // Work of your own in the agent's worktree, not committed.
+        const notes = path.join(done.worktree, "NOTES.md");
+        fs.appendFileSync(notes, "my own edit\n");
+        const failures: string[] = [];
+        const sub = ctx().onDidFailCommand((f) => {
+            if (f.command === "discard") failures.push(f.message);
+        });
+        let refused: unknown;
+        try {
+            refused = await vscode.commands.executeCommand("bgagents.discard", done.id, { confirm: false });
+        } finally {
+            sub.dispose();
+        }
+        assert.equal(refused, undefined);
+        assert.equal(failures.length, 1, failures.join("\n"));
+        assert.match(failures[0]!, /^agent ext-discard has uncommitted changes in .*ext-discard \(\[?NOTES\.md\]?\); merge them, or discard with --force/);
+        assert.equal(h.agentNamed("ext-discard")?.state, "succeeded");
+        assert.ok(h.shown().includes("ext-discard"));
+        const record = JSON.parse(await cli(["show", "--json", done.id])) as Agent;
+        assert.equal(record.state, "succeeded", "the daemon still has it");
+        assert.match(fs.readFileSync(notes, "utf8"), /my own edit/, "the uncommitted edit is still in the worktree");
+        assert.equal((await git(["branch", "--list", "--format=%(refname:short)", done.branch])).trim(), done.branch);
+
         const discarded = (await vscode.commands.executeCommand("bgagents.discard", done.id, { confirm: false, force: true })) as Agent | undefined;
         assert.equal(discarded?.state, "discarded");
         assert.ok(!fs.existsSync(done.worktree), "worktree still exists after discard");
-        const again = (await vscode.commands.executeCommand("bgagents.discard", slow.id, { confirm: false, force: true })) as Agent | undefined;
+        assert.equal((await git(["branch", "--list", "--format=%(refname:short)", done.branch])).trim(), "", "branch still exists after discard");
+        assert.ok(!h.shown().includes("ext-discard"));
+        // The cancelled agent changed nothing: discarded without force.
+        const slow = h.agentNamed("ext-slow");
+        assert.ok(slow);
+        const again = (await vscode.commands.executeCommand("bgagents.discard", slow.id, { confirm: false })) as Agent | undefined;
         assert.equal(again?.state, "discarded");
+        const log = h.agentNamed("ext-log");
+        assert.ok(log);
+        assert.equal(((await vscode.commands.executeCommand("bgagents.discard", log.id, { confirm: false, force: true })) as Agent | undefined)?.state, "discarded");
         assert.deepEqual(ctx().store.tree(), []);
     });
 
-    await test("bgagents.sendSelection sends the selection as context", async () => {
+    await r.test("bgagents.sendSelection sends the selection as context", async () => {
         const doc = await vscode.workspace.openTextDocument(path.join(REPO, "calc.go"));
         const editor = await vscode.window.showTextDocument(doc);
         editor.selection = new vscode.Selection(3, 0, 5, 1);
@@ -291,10 +416,10 @@ export async function run(): Promise<void> {
         assert.equal(spawned.context?.startLine, 4);
         assert.equal(spawned.context?.endLine, 6);
         assert.match(spawned.context?.text ?? "", /^func add\(a, b int\) int \{/);
-        await waitState("ext-selection", ["succeeded"]);
+        await h.waitState("ext-selection", ["succeeded"]);
     });
 
-    await test("the daemon's code action is offered for a selection", async () => {
+    await r.test("the daemon's code action is offered for a selection", async () => {
         const uri = vscode.Uri.file(path.join(REPO, "calc.go"));
         const actions = (await vscode.commands.executeCommand("vscode.executeCodeActionProvider", uri, new vscode.Range(3, 0, 5, 1))) as vscode.CodeAction[];
         const send = actions.find((a) => a.title === "Send to background agent");
@@ -303,22 +428,249 @@ export async function run(): Promise<void> {
         assert.equal(send.kind?.value, "refactor.bgagents");
     });
 
-    await test("an agent spawned by another client (the CLI) appears", async () => {
-        await new Promise<void>((resolve, reject) =>
-            execFile(BIN, ["spawn", "--name", "ext-cli", "Notes from the CLI"], { cwd: REPO }, (err, _out, stderr) =>
-                err !== null ? reject(new Error(`bgagents spawn: ${err.message} ${stderr}`)) : resolve(),
-            ),
-        );
-        const a = await waitState("ext-cli", ["succeeded"]);
+    await r.test("no document is synced to the daemon; the code action sends the editor's (unsaved) text of the range", async () => {
+        const uri = vscode.Uri.file(path.join(REPO, "calc.go"));
+        const doc = await vscode.workspace.openTextDocument(uri);
+        const editor = await vscode.window.showTextDocument(doc);
+        assert.ok(await editor.edit((e) => e.insert(new vscode.Position(0, 0), "// an unsaved note\n")));
+        try {
+            assert.ok(doc.isDirty);
+            const actions = (await vscode.commands.executeCommand("vscode.executeCodeActionProvider", uri, new vscode.Range(0, 0, 0, 18))) as vscode.CodeAction[];
+            const send = actions.find((a) => a.title === "Send to background agent");
+            assert.ok(send?.command, `actions: ${actions.map((a) => a.title).join(", ")}`);
+            const args = send.command.arguments?.[0] as SendToAgentArgs;
+            // The daemon was never sent the document: it cut the range from the file on disk.
+            assert.equal(args.text, "package calc");
+            const res = (await vscode.commands.executeCommand(send.command.command, { ...args, task: "Look at the note", name: "ext-unsaved" })) as AgentResult | undefined;
+            assert.equal(res?.agent?.context?.text, "// an unsaved note", "the editor's text went to the agent");
+            assert.equal(res?.agent?.context?.startLine, 1);
+            await h.waitState("ext-unsaved", ["succeeded"]);
+        } finally {
+            await vscode.window.showTextDocument(doc);
+            await vscode.commands.executeCommand("workbench.action.files.revert");
+        }
+        assert.ok(!doc.isDirty);
+    });
+
+    await r.test("an agent spawned by another client (the CLI) appears", async () => {
+        await cli(["spawn", "--name", "ext-cli", "Notes from the CLI"]);
+        const a = await h.waitState("ext-cli", ["succeeded"]);
         assert.ok(ctx().store.tree()[0]?.agents.some((x) => x.id === a.id));
     });
 
-    await test("bgagents.refresh lists again", async () => {
+    await r.test("bgagents.refresh lists again: a record the daemon does not have leaves, and the sidebar matches `bgagents ls`", async () => {
+        const real = h.agentNamed("ext-cli");
+        assert.ok(real);
+        // A snapshot the daemon never sent (as if from a daemon that is gone).
+        const phantom: Agent = { ...real, id: "0123456789ab", name: "ext-phantom", branch: "bgagents/ext-phantom", state: "running", updatedAt: new Date().toISOString() };
+        ctx().agentChanged(phantom);
+        assert.ok(h.shown().includes("ext-phantom"));
+        assert.equal(ctx().statusBarText(), "$(sync~spin) 1");
         await vscode.commands.executeCommand("bgagents.refresh");
-        assert.ok(agentNamed("ext-cli"));
+        assert.equal(ctx().store.get(phantom.id), undefined);
+        assert.equal(ctx().statusBarText(), "$(robot) 0");
+        const listed = (JSON.parse(await cli(["ls", "--json"])) as Agent[]).filter((a) => a.state !== "merged" && a.state !== "discarded");
+        assert.deepEqual(h.shown(), listed.map((a) => a.name));
+        assert.ok(h.shown().includes("ext-cli"));
     });
 
-    const failed = results.filter((r) => !r.ok).length;
-    report(`${results.length - failed} passed, ${failed} failed`);
-    if (failed > 0) throw new Error(`${failed} extension-host test(s) failed`);
+    await r.test("while an agent runs, the tree and Show Diff include its uncommitted changes: the agent's side is the file on disk, a deleted file is empty", async () => {
+        const gate = path.join(GATES, "ext-hold");
+        const spawned = await h.spawn({ task: `Change files DELETE HOLD ${gate}`, name: "ext-hold" });
+        await vscode.commands.executeCommand("bgagents.showLog", spawned.id);
+        await waitFor("the agent to hold", 15_000, () => (logLines(spawned.id).some((l) => l.includes("holding until")) ? true : undefined), logEvents());
+        const running = h.agentNamed("ext-hold");
+        assert.equal(running?.state, "running");
+        assert.equal(running.diff.files, 0, "nothing committed yet");
+        // The tree lists the worktree's files, and asks again each time while the agent runs.
+        const tree = ctx().tree;
+        const node = tree.agentNode(spawned.id);
+        assert.equal(tree.getTreeItem(node).collapsibleState, vscode.TreeItemCollapsibleState.Collapsed);
+        const files = async () =>
+            ((await tree.getChildren(node)) ?? [])
+                .map((n) => (n.kind === "file" ? `${n.file.status} ${n.file.path}` : ""))
+                .sort();
+        assert.deepEqual(await files(), ["D README.md", "M NOTES.md"]);
+        fs.writeFileSync(path.join(spawned.worktree, "extra.txt"), "an untracked file\n");
+        assert.deepEqual(await files(), ["A extra.txt", "D README.md", "M NOTES.md"]);
+
+        await vscode.commands.executeCommand("workbench.action.closeAllEditors");
+        await vscode.commands.executeCommand("bgagents.showDiff", spawned.id);
+        const tab = vscode.window.tabGroups.activeTabGroup.activeTab;
+        assert.match(tab?.label ?? "", /^ext-hold: \+\d+ −\d+ \(bgagents\/ext-hold, uncommitted\)/);
+        const pairs = await diffPairs();
+        const notes = pairs.find((p) => p.modified.path.endsWith("/NOTES.md"));
+        assert.ok(notes);
+        assert.equal(notes.modified.scheme, "file");
+        assert.equal(notes.modified.fsPath, path.join(spawned.worktree, "NOTES.md"));
+        assert.match((await vscode.workspace.openTextDocument(notes.modified)).getText(), /Change files DELETE HOLD/);
+        const readme = pairs.find((p) => p.original.path.endsWith("/README.md"));
+        assert.ok(readme);
+        assert.equal((await vscode.workspace.openTextDocument(readme.modified)).getText(), "", "a deleted file's side is empty");
+        assert.match((await vscode.workspace.openTextDocument(readme.original)).getText(), /^# calc/);
+        const extra = pairs.find((p) => p.modified.path.endsWith("/extra.txt"));
+        assert.equal(extra?.modified.scheme, "file");
+
+        // Once it ended, everything is committed: the diff is the branch's.
+        fs.writeFileSync(gate, "");
+        const done = await h.waitState("ext-hold", ["succeeded"]);
+        assert.equal(done.diff.files, 3);
+        await vscode.commands.executeCommand("workbench.action.closeAllEditors");
+        await vscode.commands.executeCommand("bgagents.showDiff", spawned.id);
+        assert.match(vscode.window.tabGroups.activeTabGroup.activeTab?.label ?? "", /^ext-hold: \+\d+ −\d+ \(bgagents\/ext-hold\)/);
+        assert.deepEqual(await files(), ["A extra.txt", "D README.md", "M NOTES.md"]);
+        await vscode.commands.executeCommand("workbench.action.closeAllEditors");
+        assert.equal(((await vscode.commands.executeCommand("bgagents.discard", spawned.id, { confirm: false, force: true })) as Agent | undefined)?.state, "discarded");
+    });
+
+    await r.test("an agent that ended while the window was disconnected is announced once when it connects again", async () => {
+        const gate = path.join(GATES, "ext-offline");
+        const spawned = await h.spawn({ task: `Finish while nobody listens WAIT ${gate}`, name: "ext-offline" });
+        await h.waitState("ext-offline", ["running"]);
+        const notices: string[] = [];
+        const sub = ctx().onDidShowNotice((n) => {
+            if (n.agent.name === "ext-offline") notices.push(n.notice.message);
+        });
+        try {
+            await ctx().stop();
+            fs.writeFileSync(gate, "");
+            // `logs -f` returns when the agent has ended.
+            await cli(["logs", "-f", spawned.id]);
+            assert.equal((JSON.parse(await cli(["show", "--json", spawned.id])) as Agent).state, "succeeded");
+            assert.equal(h.agentNamed("ext-offline")?.state, "running", "the window missed the end");
+            assert.deepEqual(notices, []);
+            await vscode.commands.executeCommand("bgagents.restart");
+            assert.equal(h.agentNamed("ext-offline")?.state, "succeeded");
+            assert.equal(notices.length, 1, notices.join("\n"));
+            assert.match(notices[0]!, /^Agent ext-offline finished/);
+            // Listing once more announces nothing again.
+            await vscode.commands.executeCommand("bgagents.refresh");
+            assert.equal(notices.length, 1, notices.join("\n"));
+        } finally {
+            sub.dispose();
+        }
+    });
+
+    await r.test("after the daemon restarts, the client reconnects by itself: hello again, the agents listed again, and one that ended meanwhile announced once", async () => {
+        const gate = path.join(GATES, "ext-restart");
+        await h.spawn({ task: `Work across a restart WAIT ${gate}`, name: "ext-restart" });
+        await h.waitState("ext-restart", ["running"]);
+        const before = ctx().daemon();
+        assert.ok(before);
+        const notices: string[] = [];
+        const sub = ctx().onDidShowNotice((n) => {
+            if (n.agent.name === "ext-restart") notices.push(n.notice.message);
+        });
+        try {
+            const reconnected = waitFor(
+                "a connection to a new daemon",
+                30_000,
+                () => {
+                    const d = ctx().daemon();
+                    return d !== undefined && d.pid !== before.pid && ctx().client() !== undefined ? d : undefined;
+                },
+                ctx().onDidStart,
+            );
+            await cli(["daemon", "--stop"]);
+            // The agent ends while its daemon is gone.
+            fs.writeFileSync(gate, "");
+            const after = await reconnected;
+            assert.notEqual(after.pid, before.pid);
+            const done = await h.waitState("ext-restart", ["succeeded", "failed", "lost"], 30_000);
+            assert.equal(done.state, "succeeded", done.error);
+            await waitFor("the notification", 10_000, () => (notices.length > 0 ? true : undefined), ctx().onDidShowNotice);
+            await vscode.commands.executeCommand("bgagents.refresh");
+            assert.equal(notices.length, 1, notices.join("\n"));
+            assert.match(notices[0]!, /^Agent ext-restart finished/);
+        } finally {
+            sub.dispose();
+        }
+    });
+}
+
+/** The (original, modified) pairs of the active diff tab: a diff editor or a multi-file diff editor. */
+async function diffPairs(): Promise<{ original: vscode.Uri; modified: vscode.Uri }[]> {
+    const tab = await waitFor("a diff tab", 10_000, () => vscode.window.tabGroups.activeTabGroup.activeTab, vscode.window.tabGroups.onDidChangeTabs);
+    const input = tab.input;
+    // The multi-file diff editor's input (TabInputTextMultiDiff) is not in @types/vscode 1.91.
+    const multi = (input as { textDiffs?: { original: vscode.Uri; modified: vscode.Uri }[] } | undefined)?.textDiffs;
+    if (multi !== undefined) return multi;
+    if (input instanceof vscode.TabInputTextDiff) return [input];
+    throw new Error(`the active tab is not a diff: ${tab.label}`);
+}
+
+async function noRepoSuite(r: Runner, h: Harness): Promise<void> {
+    const ctx = () => h.ctx();
+
+    await r.test("a window without a repository starts no daemon connection and shows no status", async () => {
+        await ctx().ready;
+        assert.deepEqual(ctx().store.getRoots(), []);
+        assert.equal(ctx().isStarted(), false, "the connection was started");
+        assert.equal(ctx().client(), undefined);
+        assert.equal(ctx().statusBarShown(), false);
+    });
+
+    await r.test("a command connects; the agents of other repositories are neither shown nor counted", async () => {
+        await vscode.commands.executeCommand("bgagents.refresh");
+        assert.ok(ctx().isStarted());
+        assert.ok(ctx().client());
+        assert.ok(
+            ctx()
+                .store.all()
+                .some((a) => a.repo === REPO && a.name === "ext-cli"),
+            "the daemon listed the other repository's agents",
+        );
+        assert.deepEqual(ctx().store.tree(), []);
+        assert.deepEqual(ctx().store.counts(), { running: 0, needsInput: 0 });
+        assert.equal(ctx().statusBarShown(), false);
+    });
+
+    await r.test("an agent of another repository that finishes is not announced", async () => {
+        const notices: string[] = [];
+        const sub = ctx().onDidShowNotice((n) => notices.push(n.notice.message));
+        try {
+            await cli(["spawn", "--name", "norepo-probe", "Notes nobody here sees"]);
+            await h.waitState("norepo-probe", ["succeeded"]);
+            assert.deepEqual(notices, []);
+            assert.deepEqual(ctx().store.tree(), []);
+        } finally {
+            sub.dispose();
+        }
+        const probe = h.agentNamed("norepo-probe");
+        assert.ok(probe);
+        await cli(["rm", "--force", probe.id]);
+    });
+
+    await r.test("spawning asks for a repository first", async () => {
+        const failures: string[] = [];
+        const sub = ctx().onDidFailCommand((f) => failures.push(f.message));
+        try {
+            assert.equal(await vscode.commands.executeCommand("bgagents.spawn", { task: "Nowhere to run" }), undefined);
+        } finally {
+            sub.dispose();
+        }
+        assert.deepEqual(failures, ["Open a folder of a git repository first: agents work on the repository of the open folder."]);
+    });
+}
+
+async function nestedSuite(r: Runner, h: Harness): Promise<void> {
+    const ctx = () => h.ctx();
+
+    await r.test("a folder that contains a repository: its repository is found and connected without a command", async () => {
+        await ctx().ready;
+        assert.deepEqual(ctx().store.getRoots(), [REPO]);
+        assert.ok(ctx().isStarted());
+        await waitFor("the client to start", 20_000, () => ctx().client(), ctx().onDidStart);
+        assert.ok(ctx().statusBarShown());
+    });
+
+    await r.test("its agents are shown", async () => {
+        await waitFor("the agents listed", 10_000, () => (h.shown().includes("ext-cli") ? true : undefined), ctx().store.onDidChange);
+        assert.deepEqual(
+            ctx()
+                .store.tree()
+                .map((g) => g.repo),
+            [REPO],
+        );
+    });
 }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { suite, test } from "node:test";
 
-import { decodeGitQuery, encodeGitQuery, isSafeRef, planDiff } from "../../src/diffplan";
+import { agentSide, decodeGitQuery, encodeGitQuery, isSafeRef, planDiff } from "../../src/diffplan";
 import type { DiffResult } from "../../src/lsp_ext";
 
 const result: DiffResult = {
@@ -36,6 +36,18 @@ suite("planDiff", () => {
     test("after merge or discard, the agent's side is the recorded head", () => {
         const [m] = planDiff(result, false);
         assert.deepEqual(m!.right, { kind: "git", repo: "/tmp/bg/repo", ref: result.head, path: "calc.go", at: "/tmp/bg/repo.worktrees/fix-add/calc.go" });
+    });
+
+    test("uncommitted changes: the agent's side is the file on disk, deleted files are empty, and the title says so", () => {
+        const live: DiffResult = { ...result, uncommitted: true };
+        // Even when the extension could not see the worktree itself (planned as absent): head lacks the uncommitted content.
+        const [m, a, d] = planDiff(live, false);
+        assert.deepEqual(m!.right, { kind: "file", path: "/tmp/bg/repo.worktrees/fix-add/calc.go" });
+        assert.deepEqual(a!.right, { kind: "file", path: "/tmp/bg/repo.worktrees/fix-add/NOTES.md" });
+        assert.deepEqual(d!.right, { kind: "git", repo: "/tmp/bg/repo", ref: "", path: "old.txt", at: "/tmp/bg/repo.worktrees/fix-add/old.txt" });
+        assert.equal(m!.title, "calc.go (de2c4da ↔ bgagents/fix-add, uncommitted)");
+        assert.equal(agentSide(live), "bgagents/fix-add, uncommitted");
+        assert.equal(agentSide(result), "bgagents/fix-add");
     });
 
     test("no files", () => {

@@ -43,30 +43,46 @@ suite("formatEvent", () => {
 });
 
 suite("EventCursor", () => {
+    const seqs = (r: { events: Event[] }): number[] => r.events.map((e) => e.seq);
+
     test("notifications before the first page are held, duplicates dropped", () => {
         const c = new EventCursor();
-        assert.deepEqual(c.push([ev(3), ev(4)]).events, []);
+        assert.deepEqual(seqs(c.push([ev(3), ev(4)])), []);
         const printed = c.page([ev(1), ev(2), ev(3)], 4);
-        assert.deepEqual(
-            printed.map((e) => e.seq),
-            [1, 2, 3, 4],
-        );
+        assert.deepEqual(seqs(printed), [1, 2, 3, 4]);
+        assert.equal(printed.gapFrom, undefined);
         assert.equal(c.next, 5);
-        assert.deepEqual(c.push([ev(4), ev(5)]).events.map((e) => e.seq), [5]);
+        assert.deepEqual(seqs(c.push([ev(4), ev(5)])), [5]);
     });
 
-    test("a gap asks for a fetch from the missing seq", () => {
+    test("a notification beyond the first page is kept, and the gap is fetched from the next expected seq", () => {
+        // The reply to the first page (events 1-2) comes after the
+        // notification of event 5; events 3-4 were streamed before it and
+        // dropped (a full queue). Nothing may be lost.
+        const c = new EventCursor();
+        assert.deepEqual(seqs(c.push([ev(5)])), []);
+        const first = c.page([ev(1), ev(2)], 3);
+        assert.deepEqual(seqs(first), [1, 2]);
+        assert.equal(first.gapFrom, 3, "fetch from the next expected seq");
+        // Meanwhile event 6 streams in: held as well.
+        const more = c.push([ev(6)]);
+        assert.deepEqual(seqs(more), []);
+        assert.equal(more.gapFrom, 3);
+        const filled = c.page([ev(3), ev(4), ev(5)], 6);
+        assert.deepEqual(seqs(filled), [3, 4, 5, 6]);
+        assert.equal(filled.gapFrom, undefined);
+        assert.equal(c.next, 7);
+    });
+
+    test("a gap in the stream asks for a fetch from the missing seq", () => {
         const c = new EventCursor();
         c.page([ev(1)], 2);
         const r = c.push([ev(4)]);
         assert.deepEqual(r.events, []);
         assert.equal(r.gapFrom, 2);
-        c.refetch();
-        assert.deepEqual(c.push([ev(5)]).events, []);
-        assert.deepEqual(
-            c.page([ev(2), ev(3), ev(4)], 5).map((e) => e.seq),
-            [2, 3, 4, 5],
-        );
+        assert.deepEqual(seqs(c.push([ev(5)])), []);
+        assert.deepEqual(seqs(c.page([ev(2), ev(3), ev(4)], 5)), [2, 3, 4, 5]);
+        assert.equal(c.hasGap(), false);
     });
 
     test("an empty page moves the cursor to next", () => {

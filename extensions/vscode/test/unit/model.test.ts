@@ -6,15 +6,22 @@ import {
     abilities,
     applySnapshot,
     buildTree,
+    cancelledMessage,
+    cancelPrompt,
+    compareTimes,
     contextValue,
     count,
     describe,
+    EMPTY_SCOPE,
     formatAge,
     formatCost,
     formatDiffStat,
     formatTokens,
+    inScope,
     isLive,
     noticeFor,
+    parseTime,
+    reconcile,
     stateIcon,
     stateLabel,
     statusText,
@@ -139,9 +146,10 @@ suite("tree", () => {
     const merged = agent({ id: "a3", name: "three", state: "merged" });
     const discarded = agent({ id: "a4", name: "four", state: "discarded" });
     const other = agent({ id: "b1", name: "elsewhere", repo: "/tmp/other" });
+    const repoScope = { roots: ["/tmp/bg/repo"], folders: ["/tmp/bg/repo"] };
 
     test("one repository: shown agents, newest first; merged and discarded are hidden", () => {
-        const groups = buildTree([a1, a2, merged, discarded, other], ["/tmp/bg/repo"]);
+        const groups = buildTree([a1, a2, merged, discarded, other], repoScope);
         assert.equal(groups.length, 1);
         assert.deepEqual(
             groups[0]!.agents.map((a) => a.name),
@@ -149,21 +157,56 @@ suite("tree", () => {
         );
     });
 
+    test("newest first compares times, not strings (fractions of different length)", () => {
+        // As text "…:00Z" sorts after "…:00.5Z"; as times it is earlier.
+        const older = agent({ id: "o", name: "older", createdAt: "2026-11-21T16:00:00Z" });
+        const newer = agent({ id: "n", name: "newer", createdAt: "2026-11-21T16:00:00.5Z" });
+        assert.deepEqual(
+            buildTree([older, newer], repoScope)[0]!.agents.map((a) => a.name),
+            ["newer", "older"],
+        );
+    });
+
     test("several repositories are grouped in the order of the roots", () => {
-        const groups = buildTree([a1, other], ["/tmp/other", "/tmp/bg/repo"]);
+        const groups = buildTree([a1, other], { roots: ["/tmp/other", "/tmp/bg/repo"], folders: [] });
         assert.deepEqual(
             groups.map((g) => g.repo),
             ["/tmp/other", "/tmp/bg/repo"],
         );
     });
 
-    test("no roots (no folder open): every repository", () => {
-        assert.equal(buildTree([a1, other], []).length, 2);
+    test("a window without a repository shows and counts nothing", () => {
+        assert.deepEqual(buildTree([a1, a2, other], EMPTY_SCOPE), []);
+        assert.deepEqual(count([a2, agent({ id: "x", repo: "/tmp/other", state: "running" })], EMPTY_SCOPE), { running: 0, needsInput: 0 });
+        // A folder that is no repository and contains none of the agents' repositories.
+        assert.deepEqual(buildTree([a1, other], { roots: [], folders: ["/home/me/notes"] }), []);
     });
 
-    test("counts only agents of the roots", () => {
+    test("scope: a workspace folder inside a repository, or a repository inside a workspace folder", () => {
+        // Folder /tmp/bg/repo/src is inside the repository: its main checkout is a root.
+        assert.ok(inScope("/tmp/bg/repo", { roots: ["/tmp/bg/repo"], folders: ["/tmp/bg/repo/src"] }));
+        // Folder /tmp/bg contains the repository /tmp/bg/repo (found or not by the scan).
+        assert.ok(inScope("/tmp/bg/repo", { roots: [], folders: ["/tmp/bg"] }));
+        assert.ok(!inScope("/tmp/bgx/repo", { roots: [], folders: ["/tmp/bg"] }), "a sibling with a common prefix is outside");
+        assert.ok(!inScope("/tmp/other", { roots: ["/tmp/bg/repo"], folders: ["/tmp/bg/repo"] }));
+        assert.equal(buildTree([a1, other], { roots: [], folders: ["/tmp"] }).length, 2);
+    });
+
+    test("counts only agents of the scope", () => {
         const waiting = agent({ id: "a5", state: "needs_input" });
-        assert.deepEqual(count([a1, a2, waiting, agent({ id: "x", repo: "/tmp/other", state: "running" })], ["/tmp/bg/repo"]), { running: 1, needsInput: 1 });
+        assert.deepEqual(count([a1, a2, waiting, agent({ id: "x", repo: "/tmp/other", state: "running" })], repoScope), { running: 1, needsInput: 1 });
+    });
+});
+
+suite("times", () => {
+    test("RFC3339Nano timestamps are ordered as times, to the nanosecond", () => {
+        assert.ok(compareTimes("2026-11-21T16:00:07Z", "2026-11-21T16:00:07.5Z") < 0);
+        assert.ok(compareTimes("2026-11-21T16:00:07.14946746Z", "2026-11-21T16:00:07.149467461Z") < 0);
+        assert.ok(compareTimes("2026-11-21T16:00:07.9Z", "2026-11-21T16:00:07.10Z") > 0);
+        assert.equal(compareTimes("2026-11-21T16:00:07.5Z", "2026-11-21T16:00:07.500000000Z"), 0);
+        assert.ok(compareTimes("2026-11-21T17:00:00+01:00", "2026-11-21T16:00:00.1Z") < 0, "offsets are honoured");
+        assert.deepEqual(parseTime("2026-11-21T16:00:07.000000123Z"), [Date.parse("2026-11-21T16:00:07Z"), 123]);
+        assert.equal(parseTime("yesterday"), undefined);
     });
 });
 
@@ -176,6 +219,75 @@ suite("snapshots", () => {
         assert.deepEqual(applySnapshot(m, second), { applied: true, previous: first });
         assert.deepEqual(applySnapshot(m, first), { applied: false, previous: second });
         assert.equal(m.get(first.id), second);
+    });
+
+    test("updatedAt is compared as a time: a whole second is older than a fraction of it", () => {
+        const m = new Map();
+        // RFC3339Nano drops trailing zeros; as strings "…:05Z" > "…:05.25Z".
+        const older = agent({ state: "running", updatedAt: "2026-11-21T16:00:05Z" });
+        const newer = agent({ state: "succeeded", updatedAt: "2026-11-21T16:00:05.25Z" });
+        applySnapshot(m, newer);
+        assert.deepEqual(applySnapshot(m, older), { applied: false, previous: newer });
+        assert.equal(m.get(newer.id)?.state, "succeeded");
+        const m2 = new Map();
+        applySnapshot(m2, older);
+        assert.equal(applySnapshot(m2, newer).applied, true);
+    });
+
+    test("reconcile after a reconnect: what changed meanwhile is reported once, with the snapshot held before", () => {
+        const since = new Date("2026-11-21T15:00:00Z");
+        const known = new Map();
+        const running = agent({ id: "r", name: "runs", state: "running", finishedAt: null, updatedAt: "2026-11-21T16:00:02Z" });
+        const waiting = agent({ id: "w", name: "asks", state: "running", finishedAt: null, updatedAt: "2026-11-21T16:00:02Z" });
+        const steady = agent({ id: "s", name: "steady", state: "succeeded", updatedAt: "2026-11-21T16:00:01Z" });
+        reconcile(known, [running, waiting, steady]);
+        const ended = { ...running, state: "succeeded" as const, finishedAt: "2026-11-21T16:00:09Z", updatedAt: "2026-11-21T16:00:09Z" };
+        const asks = { ...waiting, state: "needs_input" as const, error: "needs input: which db?", questions: [{ text: "which db?" }], updatedAt: "2026-11-21T16:00:09Z" };
+        const fresh = [ended, asks, steady];
+        const notices = (changes: ReturnType<typeof reconcile>) =>
+            changes.map((c) => noticeFor(c.previous, c.agent, since)?.message).filter((m) => m !== undefined);
+        assert.deepEqual(notices(reconcile(known, fresh)), ["Agent runs finished (2 files +10 −3) on bgagents/runs: done", "Agent asks needs input: which db?"]);
+        assert.deepEqual(notices(reconcile(known, fresh)), [], "a second list with the same states announces nothing");
+        // A held snapshot newer than the list (a notification overtook the reply) is kept.
+        const stale = { ...ended, state: "running" as const, updatedAt: "2026-11-21T16:00:03Z" };
+        assert.deepEqual(reconcile(known, [stale]), []);
+        assert.equal(known.get("r")?.state, "succeeded");
+    });
+
+    test("reconcile drops what the daemon no longer lists, unless a notification brought it after the list was asked for", () => {
+        const known = new Map();
+        const gone = agent({ id: "g", name: "gone" });
+        const kept = agent({ id: "k", name: "kept" });
+        reconcile(known, [gone, kept]);
+        const before = new Map(known);
+        // While the list is on its way, a notification brings a new agent.
+        const fresh = agent({ id: "n", name: "new", state: "queued" });
+        applySnapshot(known, fresh);
+        reconcile(known, [kept], before);
+        assert.deepEqual([...known.keys()].sort(), ["k", "n"]);
+    });
+});
+
+suite("cancel", () => {
+    test("a queued agent has not started: it will not start", () => {
+        const ask = cancelPrompt(agent({ state: "queued" }));
+        assert.match(ask.detail, /has not started: it will not start/);
+        assert.doesNotMatch(ask.detail, /committed|so far/);
+        assert.equal(cancelledMessage(agent({ state: "queued" }), agent({ state: "cancelled" })), "Agent fix-add was cancelled before it started; it will not start.");
+        assert.match(cancelPrompt(agent({ state: "provisioning" })).detail, /will not start/);
+        assert.equal(cancelledMessage(agent({ state: "provisioning" }), agent({ state: "cancelled" })), "Agent fix-add was cancelled before it started; it will not start.");
+    });
+
+    test("a running agent is stopped and keeps its work on its branch", () => {
+        const ask = cancelPrompt(agent({ state: "running" }));
+        assert.equal(ask.message, "Stop agent fix-add?");
+        assert.match(ask.detail, /committed to bgagents\/fix-add/);
+        assert.equal(cancelledMessage(agent({ state: "running" }), agent({ state: "cancelled" })), "Agent fix-add was cancelled. Its work so far is on bgagents/fix-add.");
+        assert.equal(cancelledMessage(agent({ state: "running" }), agent({ state: "succeeded" })), "Agent fix-add had already ended: it is succeeded.");
+    });
+
+    test("an agent waiting for input keeps its worktree", () => {
+        assert.match(cancelPrompt(agent({ state: "needs_input" })).detail, /will not run again; its worktree and bgagents\/fix-add stay/);
     });
 });
 
