@@ -191,29 +191,8 @@ func integrateCmd() *cobra.Command {
 		Short: "Start an agent on a branch that merges the given agents' branches, asked to resolve their conflicts",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			p.IDs, p.Repo = args, currentRepo(ctx)
-			c, err := connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var res server.AgentResult
-			if err := c.Call(ctx, server.MethodIntegrate, p, &res); err != nil {
-				return err
-			}
-			a := res.Agent
-			if wait {
-				if a, err = waitAgent(ctx, c, a.ID); err != nil {
-					return err
-				}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s on %s\n", a.ID, a.Name, a.State, a.Branch)
-			if wait && a.State != agents.StateSucceeded {
-				fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
-				return &exitError{code: 1}
-			}
-			return nil
+			p.IDs, p.Repo = args, currentRepo(cmd.Context())
+			return startAgent(cmd, server.MethodIntegrate, p, wait, true)
 		},
 	}
 	f := c.Flags()

@@ -684,36 +684,47 @@ func msgCmd() *cobra.Command {
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			c, err := connect(ctx)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			var res server.AgentResult
 			p := server.MessageParams{ID: args[0], Repo: currentRepo(ctx), Text: strings.Join(args[1:], " "), AllowDenied: allow}
-			if err := c.Call(ctx, server.MethodMessage, p, &res); err != nil {
-				return err
-			}
-			a := res.Agent
-			if wait {
-				done, err := waitAgent(ctx, c, a.ID)
-				if err != nil {
-					return err
-				}
-				a = done
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", a.ID, a.Name, a.State)
-			if wait && a.State != agents.StateSucceeded {
-				fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
-				return &exitError{code: 1}
-			}
-			return nil
+			return startAgent(cmd, server.MethodMessage, p, wait, false)
 		},
 	}
 	c.Flags().BoolVar(&allow, "allow", false, "allow, for this run, the tools the agent was refused")
 	c.Flags().BoolVar(&wait, "wait", false, "wait until the agent stops again; exit non-zero unless it succeeded")
 	c.Flags().SetInterspersed(false)
 	return c
+}
+
+// startAgent makes a request that returns an agent about to run (a
+// follow-up, an integration), waits for it to stop when wait is set, and
+// prints "ID NAME: STATE" (with " on BRANCH" when withBranch). A wait that
+// ends in anything but succeeded exits 1.
+func startAgent(cmd *cobra.Command, method string, params any, wait, withBranch bool) error {
+	ctx := cmd.Context()
+	c, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var res server.AgentResult
+	if err := c.Call(ctx, method, params, &res); err != nil {
+		return err
+	}
+	a := res.Agent
+	if wait {
+		if a, err = waitAgent(ctx, c, a.ID); err != nil {
+			return err
+		}
+	}
+	line := fmt.Sprintf("%s %s: %s", a.ID, a.Name, a.State)
+	if withBranch {
+		line += " on " + a.Branch
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), line)
+	if wait && a.State != agents.StateSucceeded {
+		fmt.Fprintf(cmd.ErrOrStderr(), "agent %s %s: %s\n", a.Name, a.State, a.Error)
+		return &exitError{code: 1}
+	}
+	return nil
 }
 
 func cancelCmd() *cobra.Command {
