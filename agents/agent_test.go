@@ -185,3 +185,39 @@ func TestBusNeverBlocksAndStaysBounded(t *testing.T) {
 		t.Fatalf("fast reader: %d notices, %d dropped", len(ns), fast.Dropped())
 	}
 }
+
+// A group of variants is stored whole or not at all: when one record
+// cannot be stored (here its id is taken), none of the group is.
+func TestStorePutNewIsAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenStore(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now().UTC()
+	taken := &Agent{ID: "taken1", Name: "old", Repo: "/r", State: StateSucceeded, CreatedAt: now, UpdatedAt: now}
+	if err := s.PutTransition(ctx, taken, "", "spawned"); err != nil {
+		t.Fatal(err)
+	}
+	group := []*Agent{
+		{ID: "new111", Name: "fix-v1", Repo: "/r", State: StateQueued, Group: "g1", Variant: 1, CreatedAt: now, UpdatedAt: now},
+		{ID: "taken1", Name: "fix-v2", Repo: "/r", State: StateQueued, Group: "g1", Variant: 2, CreatedAt: now, UpdatedAt: now},
+	}
+	if err := s.PutNew(ctx, group, "spawned"); err == nil {
+		t.Fatal("a group with a taken id was stored")
+	}
+	if _, err := s.Get(ctx, "new111"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the first variant of a failed group was kept: %v", err)
+	}
+	if a, err := s.Get(ctx, "taken1"); err != nil || a.Name != "old" {
+		t.Errorf("the existing agent changed: %+v %v", a, err)
+	}
+	group[1].ID = "new222"
+	if err := s.PutNew(ctx, group, "spawned"); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.List(ctx, "/r", []State{StateQueued}); len(list) != 2 {
+		t.Errorf("group stored: %d queued agents", len(list))
+	}
+}

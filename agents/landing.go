@@ -43,6 +43,9 @@ func (m *Manager) afterTransition(a *Agent, from State) {
 	if a.State.Final() || a.State == StateRunning {
 		m.conflicts.kick(a.Repo)
 	}
+	if a.State.Landed() {
+		m.background(func(ctx context.Context) { m.cancelReviewers(ctx, a) })
+	}
 	if a.State == StateSucceeded && a.ReviewOf == "" && !a.ReadOnly && !a.Cleaned && a.Diff.Files > 0 {
 		if cfg, err := config.Load(a.Repo); err == nil && cfg.Review.Auto && !reviewedAt(a, a.Head) {
 			m.background(func(ctx context.Context) {
@@ -56,6 +59,26 @@ func (m *Manager) afterTransition(a *Agent, from State) {
 				}
 			})
 		}
+	}
+}
+
+// cancelReviewers cancels the reviews still under way of an agent that was
+// merged or discarded: there is nothing left for them to judge.
+func (m *Manager) cancelReviewers(ctx context.Context, a *Agent) {
+	all, err := m.store.List(ctx, a.Repo, nil)
+	if err != nil {
+		m.log.Warn("list reviewers", zap.String("id", a.ID), zap.Error(err))
+		return
+	}
+	for _, r := range all {
+		if r.ReviewOf != a.ID || !r.State.Live() {
+			continue
+		}
+		if _, err := m.Cancel(ctx, r.ID, ""); err != nil && !errors.Is(err, ErrState) {
+			m.log.Warn("cancel the review of a landed agent", zap.String("id", r.ID), zap.Error(err))
+			continue
+		}
+		m.log.Info("review cancelled: the reviewed agent was "+string(a.State), zap.String("id", r.ID), zap.String("reviewed", a.ID))
 	}
 }
 
@@ -547,27 +570,35 @@ func (m *Manager) PullRequest(ctx context.Context, ref, repo string, opt PushOpt
 	if err != nil {
 		return nil, err
 	}
+	if opt.Base != "" {
+		if err := worktree.ValidateBranchName(opt.Base); err != nil {
+			return nil, Errorf(ErrInvalid, "pull request base: %w", err)
+		}
+	}
 	gh, err := exec.LookPath("gh")
 	if err != nil {
 		return nil, Errorf(ErrExternal, "the GitHub CLI (gh) is not installed, so no pull request can be opened: install it (https://cli.github.com) and run `gh auth login`, or run `bgagents push %s` and open the pull request on your forge", a.Name)
-	}
-	unlock := m.lockAgent(a.ID)
-	defer unlock()
-	if out, err := runGH(ctx, gh, a.Repo, nil, "auth", "status"); err != nil {
-		return nil, Errorf(ErrExternal, "gh is not logged in: run `gh auth login` and try again (gh said: %s)", firstLine(out))
 	}
 	cfg, err := config.Load(a.Repo)
 	if err != nil {
 		return nil, Errorf(ErrConfig, "%w", err)
 	}
-	if a, err = m.pushLocked(ctx, a.ID, opt); err != nil {
+	// gh talks to the network: the agent stays unlocked while it does, so
+	// a slow GitHub never blocks the agent's other operations.
+	if out, err := runGH(ctx, gh, a.Repo, nil, "auth", "status"); err != nil {
+		return nil, Errorf(ErrExternal, "gh is not logged in: run `gh auth login` and try again (gh said: %s)", firstLine(out))
+	}
+	unlock := m.lockAgent(a.ID)
+	a, err = m.pushLocked(ctx, a.ID, opt)
+	unlock()
+	if err != nil {
 		return nil, err
 	}
 	title := opt.Title
 	if title == "" {
 		title = firstLine(a.Task)
 	}
-	args := []string{"pr", "create", "--head", a.Branch, "--title", title, "--body-file", "-"}
+	args := []string{"pr", "create", "--head", m.prHead(ctx, gh, a), "--title", title, "--body-file", "-"}
 	base := opt.Base
 	if base == "" {
 		if ok, _ := worktree.BranchExists(ctx, a.Repo, a.Base); ok {
@@ -575,9 +606,6 @@ func (m *Manager) PullRequest(ctx context.Context, ref, repo string, opt PushOpt
 		}
 	}
 	if base != "" {
-		if err := worktree.ValidateBranchName(base); err != nil {
-			return nil, Errorf(ErrInvalid, "pull request base: %w", err)
-		}
 		args = append(args, "--base", base)
 	}
 	if opt.Draft || cfg.Push.Draft {
@@ -591,6 +619,8 @@ func (m *Manager) PullRequest(ctx context.Context, ref, repo string, opt PushOpt
 	if url == "" {
 		return nil, Errorf(ErrExternal, "gh printed no pull request URL: %s", strings.TrimSpace(out))
 	}
+	unlock = m.lockAgent(a.ID)
+	defer unlock()
 	if a, err = m.store.Get(ctx, a.ID); err != nil {
 		return nil, err
 	}
@@ -602,6 +632,54 @@ func (m *Manager) PullRequest(ctx context.Context, ref, repo string, opt PushOpt
 	m.publishAgent(a)
 	m.log.Info("pull request", zap.String("id", a.ID), zap.String("url", url))
 	return a.Clone(), nil
+}
+
+// prHead is the --head gh is given: the branch, or owner:branch when it was
+// pushed to a fork (a GitHub remote whose owner is not the owner of the
+// repository gh opens the pull request on).
+func (m *Manager) prHead(ctx context.Context, gh string, a *Agent) string {
+	if a.Pushed == nil {
+		return a.Branch
+	}
+	url, err := worktree.RemoteURL(ctx, a.Repo, a.Pushed.Remote)
+	if err != nil {
+		return a.Branch
+	}
+	owner := remoteOwner(url)
+	if owner == "" {
+		return a.Branch
+	}
+	out, err := runGH(ctx, gh, a.Repo, nil, "repo", "view", "--json", "owner", "--jq", ".owner.login")
+	base := strings.TrimSpace(out)
+	if err != nil || !ghLogin.MatchString(base) || strings.EqualFold(base, owner) {
+		return a.Branch
+	}
+	return owner + ":" + a.Branch
+}
+
+// ghLogin matches a GitHub user or organisation name.
+var ghLogin = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$`)
+
+// remoteOwner is the owner in a GitHub remote URL (https://github.com/OWNER/REPO,
+// git@github.com:OWNER/REPO.git, ssh://git@github.com/OWNER/REPO), or "" for
+// anything else.
+func remoteOwner(url string) string {
+	rest := url
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	} else if i := strings.Index(rest, ":"); i >= 0 && !strings.Contains(rest[:i], "/") {
+		rest = rest[:i] + "/" + rest[i+1:]
+	} else {
+		return ""
+	}
+	if i := strings.LastIndex(rest[:max(strings.Index(rest, "/"), 0)], "@"); i >= 0 {
+		rest = rest[i+1:]
+	}
+	parts := strings.Split(strings.TrimSuffix(strings.TrimSuffix(rest, "/"), ".git"), "/")
+	if len(parts) != 3 || !strings.EqualFold(strings.Split(parts[0], ":")[0], "github.com") || !ghLogin.MatchString(parts[1]) {
+		return ""
+	}
+	return parts[1]
 }
 
 // runGH runs gh without a shell or prompts and returns its combined

@@ -482,19 +482,13 @@ func (m *Manager) SpawnGroup(ctx context.Context, req SpawnRequest) ([]*Agent, e
 	if n > 1 {
 		group = newID()[:8]
 	}
-	out := make([]*Agent, 0, n)
 	for i, d := range drafts {
 		if n > 1 {
 			d.a.Group, d.a.Variant = group, i+1
 			d.stem = fmt.Sprintf("%s-v%d", strings.TrimSuffix(worktree.Slugify(d.stem, 60), "-"), i+1)
 		}
-		a, err := m.record(ctx, d)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
 	}
-	return out, nil
+	return m.recordAll(ctx, drafts)
 }
 
 // draft is a validated agent record before it has a name.
@@ -630,37 +624,78 @@ func (m *Manager) draft(ctx context.Context, req SpawnRequest) (*draft, error) {
 
 // record names a drafted agent, stores it as queued and schedules it.
 func (m *Manager) record(ctx context.Context, d *draft) (*Agent, error) {
-	a, repo := d.a, d.a.Repo
-	m.mu.Lock()
-	name, err := m.uniqueNameLocked(ctx, repo, d.stem, d.wtDir, d.exact)
+	out, err := m.recordAll(ctx, []*draft{d})
 	if err != nil {
-		m.mu.Unlock()
 		return nil, err
 	}
-	key := repo + "\x00" + name
-	m.reserved[key] = true
-	m.mu.Unlock()
+	return out[0], nil
+}
+
+// recordAll names the drafts and stores them in one transaction, so a
+// group of variants is recorded whole or not at all; then they are
+// announced and scheduled.
+func (m *Manager) recordAll(ctx context.Context, ds []*draft) ([]*Agent, error) {
+	keys := make([]string, 0, len(ds))
 	defer func() {
 		m.mu.Lock()
-		delete(m.reserved, key)
+		for _, k := range keys {
+			delete(m.reserved, k)
+		}
 		m.mu.Unlock()
 	}()
-
 	now := time.Now().UTC()
-	a.ID, a.Name = newID(), name
-	a.Worktree, a.Branch = filepath.Join(d.wtDir, name), "bgagents/"+name
-	a.CreatedAt, a.UpdatedAt = now, now
-	if err := os.MkdirAll(m.agentDir(a.ID), 0o700); err != nil {
-		return nil, fmt.Errorf("spawn: state directory: %w", err)
+	recs := make([]*Agent, len(ds))
+	m.mu.Lock()
+	for i, d := range ds {
+		a, repo := d.a, d.a.Repo
+		name, err := m.uniqueNameLocked(ctx, repo, d.stem, d.wtDir, d.exact)
+		if err != nil {
+			m.mu.Unlock()
+			return nil, err
+		}
+		key := repo + "\x00" + name
+		m.reserved[key] = true
+		keys = append(keys, key)
+		a.ID, a.Name = newID(), name
+		a.Worktree, a.Branch = filepath.Join(d.wtDir, name), "bgagents/"+name
+		a.CreatedAt, a.UpdatedAt = now, now
+		recs[i] = a
 	}
-	if err := m.store.PutTransition(ctx, a, "", "spawned"); err != nil {
+	m.mu.Unlock()
+
+	for _, a := range recs {
+		if err := os.MkdirAll(m.agentDir(a.ID), 0o700); err != nil {
+			m.removeStateDirs(recs)
+			return nil, fmt.Errorf("spawn: state directory: %w", err)
+		}
+	}
+	if err := m.store.PutNew(ctx, recs, "spawned"); err != nil {
+		m.removeStateDirs(recs)
 		return nil, err
 	}
-	m.publishAgent(a)
-	m.log.Info("spawned", zap.String("id", a.ID), zap.String("name", name), zap.String("repo", repo))
-	m.schedule(repo)
-	m.fillPool(repo)
-	return a.Clone(), nil
+	out := make([]*Agent, len(recs))
+	repos := map[string]bool{}
+	for i, a := range recs {
+		m.publishAgent(a)
+		m.log.Info("spawned", zap.String("id", a.ID), zap.String("name", a.Name), zap.String("repo", a.Repo))
+		out[i] = a.Clone()
+		repos[a.Repo] = true
+	}
+	for repo := range repos {
+		m.schedule(repo)
+		m.fillPool(repo)
+	}
+	return out, nil
+}
+
+// removeStateDirs removes the state directories of agents that were never
+// recorded.
+func (m *Manager) removeStateDirs(recs []*Agent) {
+	for _, a := range recs {
+		if err := os.RemoveAll(m.agentDir(a.ID)); err != nil {
+			m.log.Warn("remove state directory", zap.String("id", a.ID), zap.Error(err))
+		}
+	}
 }
 
 func firstNonZero(vs ...int) int {

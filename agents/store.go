@@ -108,6 +108,34 @@ func (s *Store) PutTransition(ctx context.Context, a *Agent, from State, reason 
 	return nil
 }
 
+// PutNew stores new agents and their first transitions in one
+// transaction: all of them or none.
+func (s *Store) PutNew(ctx context.Context, as []*Agent, reason string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store new agents: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	for _, a := range as {
+		rec, err := json.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("store agent %s: %w", a.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO agents (id, repo, name, state, created_at, updated_at, record) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			a.ID, a.Repo, a.Name, string(a.State), ts(a.CreatedAt), ts(a.UpdatedAt), string(rec)); err != nil {
+			return fmt.Errorf("store agent %s: %w", a.ID, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO transitions (agent_id, from_state, to_state, reason, at) VALUES (?, ?, ?, ?, ?)`,
+			a.ID, "", string(a.State), reason, ts(a.UpdatedAt)); err != nil {
+			return fmt.Errorf("store transition of %s: %w", a.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store new agents: %w", err)
+	}
+	return nil
+}
+
 // Get returns the agent with exactly this id.
 func (s *Store) Get(ctx context.Context, id string) (*Agent, error) {
 	row := s.db.QueryRowContext(ctx, `SELECT record FROM agents WHERE id = ?`, id)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.lsp.dev/jsonrpc2"
+
 	"github.com/bgagents/bgagents/agents"
 	"github.com/bgagents/bgagents/internal/testenv"
 	"github.com/bgagents/bgagents/server"
@@ -98,6 +100,29 @@ func TestReviewAttachesFindingsFromFreshContext(t *testing.T) {
 	// Nothing to review while an agent works, or on a reviewer.
 	if err := call(t, c, server.MethodReview, server.ReviewParams{ID: rev.ID}, nil); rpcCode(err) != -32602 {
 		t.Errorf("review of a reviewer: %v", err)
+	}
+}
+
+// Discarding (or merging) an agent cancels the review still running on it:
+// nothing is left to judge.
+func TestDiscardCancelsRunningReview(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	gate := filepath.Join(t.TempDir(), "gate")
+	ta := testenv.TestAgent(t)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[agents.claude]\nbinary = %q\nenv = { TESTAGENT_SCRIPT = '''waitfile %s''' }\n", ta, gate))
+	c := d.client(t)
+	w := wait(t, c, spawn(t, c, repo.Dir, "write hello.txt hi").ID)
+	var res server.AgentResult
+	if err := call(t, c, server.MethodReview, server.ReviewParams{ID: w.ID, Agent: "claude"}, &res); err != nil {
+		t.Fatal(err)
+	}
+	rev := res.Agent
+	waitNote(t, c, 10*time.Second, "reviewer running", agentChanged(rev.ID, agents.StateRunning))
+	if err := call(t, c, server.MethodDiscard, server.DiscardParams{ID: w.ID, Force: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := wait(t, c, rev.ID); got.State != agents.StateCancelled {
+		t.Errorf("the review of a discarded agent is %s, want cancelled", got.State)
 	}
 }
 
@@ -258,7 +283,7 @@ func TestPullRequestThroughGH(t *testing.T) {
 	pathWithGitOnly(t)
 	bin := os.Getenv("PATH")
 	record := filepath.Join(t.TempDir(), "gh-calls")
-	gh := "#!/bin/sh\necho \"$@\" >> " + record + "\nif [ \"$1\" = auth ]; then exit 0; fi\nwhile IFS= read -r line; do echo \"$line\" >> " + record + "; done\necho https://github.com/acme/app/pull/42\n"
+	gh := "#!/bin/sh\necho \"$@\" >> " + record + "\nif [ \"$1\" = auth ]; then exit 0; fi\nif [ \"$1\" = repo ]; then echo acme; exit 0; fi\nwhile IFS= read -r line; do echo \"$line\" >> " + record + "; done\necho https://github.com/acme/app/pull/42\n"
 	if err := os.WriteFile(filepath.Join(bin, "gh"), []byte(gh), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -277,6 +302,38 @@ func TestPullRequestThroughGH(t *testing.T) {
 	}
 	if got := get(t, c, a.ID).PullRequest; got != res.Agent.PullRequest {
 		t.Errorf("stored pull request %q", got)
+	}
+
+	// Pushed to a fork (a GitHub remote of another owner than the
+	// repository gh opens pull requests on, "acme"), the head is
+	// owner:branch. insteadOf sends the push to a local bare repository.
+	b := wait(t, c, spawn(t, c, repo.Dir, "write fork.txt hi").ID)
+	fork := filepath.Join(t.TempDir(), "fork.git")
+	testenv.Git(t, repo.Dir, "init", "-q", "--bare", fork)
+	testenv.Git(t, repo.Dir, "remote", "add", "fork", "https://github.com/me/app.git")
+	testenv.Git(t, repo.Dir, "config", "url."+fork+".insteadOf", "https://github.com/me/app.git")
+	if err := os.Truncate(record, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := call(t, c, server.MethodPullRequest, server.PushParams{ID: b.ID, Remote: "fork"}, &res); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ = os.ReadFile(record)
+	if !strings.Contains(string(calls), "pr create --head me:"+b.Branch+" ") {
+		t.Errorf("a pull request from a fork is not asked with owner:branch:\n%s", calls)
+	}
+	if got := testenv.Git(t, fork, "rev-parse", b.Branch); got == "" {
+		t.Errorf("branch not pushed to the fork")
+	}
+
+	// A bad base is refused before anything is pushed.
+	c2 := wait(t, c, spawn(t, c, repo.Dir, "write base.txt hi").ID)
+	err := call(t, c, server.MethodPullRequest, server.PushParams{ID: c2.ID, Base: "bad..base"}, nil)
+	if rpcCode(err) != jsonrpc2.InvalidParams || !strings.Contains(err.Error(), "base") {
+		t.Fatalf("bad base: %v", err)
+	}
+	if got := get(t, c, c2.ID); got.Pushed != nil {
+		t.Errorf("pushed before the base was checked: %+v", got.Pushed)
 	}
 }
 

@@ -207,16 +207,32 @@ func integrateCmd() *cobra.Command {
 
 // notes summarises what the list shows beside an agent's state: its
 // group, pipeline step, review and conflicts.
-func notes(a *agents.Agent) string {
+func notes(a *agents.Agent, byID map[string]*agents.Agent) string {
+	name := func(id string) string {
+		if o := byID[id]; o != nil {
+			return o.Name
+		}
+		return id
+	}
 	var parts []string
 	if a.Group != "" {
 		parts = append(parts, fmt.Sprintf("variant %d of %s", a.Variant, a.Group))
 	}
 	if a.After != "" && a.State == agents.StateQueued {
-		parts = append(parts, "after "+a.After)
+		note := "after " + name(a.After)
+		if dep := byID[a.After]; dep != nil {
+			switch dep.State {
+			case agents.StateNeedsInput:
+				note += fmt.Sprintf(" (which needs input: bgagents msg %s)", dep.Name)
+			case agents.StateSucceeded:
+			default:
+				note += " (" + string(dep.State) + ")"
+			}
+		}
+		parts = append(parts, note)
 	}
 	if a.ReviewOf != "" {
-		parts = append(parts, "reviews "+a.ReviewOf)
+		parts = append(parts, "reviews "+name(a.ReviewOf))
 	}
 	if n := len(a.Reviews); n > 0 {
 		r := a.Reviews[n-1]

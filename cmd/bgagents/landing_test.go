@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -63,5 +67,73 @@ func TestCLILandingCommands(t *testing.T) {
 	_, errs, code = c.run("integrate", ids[0])
 	if code != 2 || !strings.Contains(errs, "requires at least 2 arg") {
 		t.Errorf("integrate of one: exit %d: %s", code, errs)
+	}
+}
+
+// `spawn --wait` says on stderr how the worktree is being prepared (the
+// setup commands) and when the agent starts; a step waiting for an agent
+// that needs input says so, with the command that answers it.
+func TestSpawnWaitPrintsProgressAndWaitingHint(t *testing.T) {
+	ta := testenv.TestAgent(t)
+	denied := `{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"could not write","session_id":"s1","permission_denials":[{"tool_name":"Write","tool_use_id":"t1","tool_input":{"file_path":"/w/a.txt"}}]}`
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\nsetup = [[\"git\", \"--version\"]]\n\n[agents.claude]\nbinary = %q\nenv = { TESTAGENT_SCRIPT = '''json %s''' }\n", ta, denied))
+	c := newCLI(t, repo.Dir)
+
+	_, errs, code := c.run("spawn", "--wait", "--agent", "claude", "--name", "asker", "write a.txt")
+	if code == 0 {
+		t.Fatal("an agent that needs input exited 0")
+	}
+	for _, want := range []string{"asker: setup 1/1: git --version", "asker: starting claude", "asker: running", "answer with: bgagents msg asker"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("spawn --wait stderr lacks %q:\n%s", want, errs)
+		}
+	}
+
+	cmd := exec.Command(testenv.Bgagents(t), "spawn", "--wait", "--after", "asker", "write b.txt hi")
+	cmd.Dir = repo.Dir
+	cmd.Env = append(os.Environ(), "BGAGENTS_HOME="+c.home)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	hint := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		var seen strings.Builder
+		for sc.Scan() {
+			seen.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), "waiting for asker, which needs input: answer with bgagents msg asker") {
+				hint <- seen.String()
+				return
+			}
+		}
+		hint <- "stderr ended without the hint:\n" + seen.String()
+	}()
+	select {
+	case got := <-hint:
+		if strings.HasPrefix(got, "stderr ended") {
+			t.Fatal(got)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no hint that the step waits for an agent that needs input")
+	}
+	if ls := c.ok("ls"); !strings.Contains(ls, "after asker (which needs input: bgagents msg asker)") {
+		t.Errorf("ls does not say what the step waits for:\n%s", ls)
+	}
+	c.ok("cancel", "asker")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Errorf("the step after a cancelled agent: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("spawn --wait of the step did not end after its dependency was cancelled")
 	}
 }

@@ -122,6 +122,101 @@ func waitAgent(ctx context.Context, c *server.Client, id string) (*agents.Agent,
 	}
 }
 
+// waitProgress waits for the agent like waitAgent and meanwhile prints, to
+// w, how its worktree is being prepared (its progress events), when it
+// starts, and when the step it waits for needs an answer.
+func waitProgress(ctx context.Context, c *server.Client, a *agents.Agent, w io.Writer) (*agents.Agent, error) {
+	var from int64 = 1
+	last := a.State
+	failures := 0
+	if a.After != "" {
+		var dep server.AgentResult
+		if err := c.Call(ctx, server.MethodGet, server.IDParams{ID: a.After}, &dep); err == nil && dep.Agent.State == agents.StateNeedsInput {
+			fmt.Fprintf(w, "%s: waiting for %s, which needs input: answer with bgagents msg %s \"...\"\n", a.Name, dep.Agent.Name, dep.Agent.Name)
+		}
+	}
+	for {
+		var lr server.LogResult
+		if err := c.Call(ctx, server.MethodLog, server.LogParams{ID: a.ID, From: from, Follow: true}, &lr); err == nil {
+			from = printProgress(w, a.Name, lr.Events, from)
+		} else if !errors.Is(err, server.ErrDisconnected) {
+			return nil, err
+		}
+		type waited struct {
+			a   *agents.Agent
+			err error
+		}
+		done := make(chan waited, 1)
+		go func() {
+			var res server.AgentResult
+			err := c.Call(ctx, server.MethodWait, server.IDParams{ID: a.ID}, &res)
+			done <- waited{res.Agent, err}
+		}()
+		var err error
+	wait:
+		for {
+			select {
+			case r := <-done:
+				if r.err == nil {
+					_ = c.Call(ctx, server.MethodUnfollow, server.IDParams{ID: a.ID}, nil)
+					return r.a, nil
+				}
+				if err = r.err; !errors.Is(err, server.ErrDisconnected) {
+					return nil, err
+				}
+				break wait
+			case n := <-c.Notes():
+				switch n.Method {
+				case server.NotifyOutput:
+					var p server.OutputParams
+					if json.Unmarshal(n.Params, &p) == nil && p.ID == a.ID {
+						from = printProgress(w, a.Name, p.Events, from)
+					}
+				case server.NotifyAgentChanged:
+					var p server.AgentChangedParams
+					if json.Unmarshal(n.Params, &p) != nil || p.Agent == nil {
+						continue
+					}
+					switch got := p.Agent; {
+					case got.ID == a.ID && got.State != last:
+						last = got.State
+						if got.State == agents.StateRunning {
+							fmt.Fprintf(w, "%s: running\n", a.Name)
+						}
+					case got.ID == a.After && got.State == agents.StateNeedsInput:
+						fmt.Fprintf(w, "%s: waiting for %s, which needs input: answer with bgagents msg %s \"...\"\n", a.Name, got.Name, got.Name)
+					}
+				}
+			}
+		}
+		c.Close()
+		nc, cerr := connect(ctx)
+		for cerr != nil {
+			if failures++; failures >= 3 || ctx.Err() != nil {
+				return nil, fmt.Errorf("lost the daemon while waiting for %s, and could not reconnect: %w", a.ID, cerr)
+			}
+			nc, cerr = connect(ctx)
+		}
+		failures = 0
+		*c = *nc
+	}
+}
+
+// printProgress prints the progress events from seq from on and returns
+// the next sequence number wanted.
+func printProgress(w io.Writer, name string, evs []agents.Event, from int64) int64 {
+	for _, e := range evs {
+		if e.Seq < from {
+			continue
+		}
+		from = e.Seq + 1
+		if e.Kind == providers.KindProgress {
+			fmt.Fprintf(w, "%s: %s\n", name, e.Text)
+		}
+	}
+	return from
+}
+
 // repoFlag resolves --repo (default: the current directory) to an absolute
 // path. Whether it is a repository is the daemon's to say.
 func repoFlag(dir string) (string, error) {
@@ -202,14 +297,17 @@ func spawnCmd() *cobra.Command {
 			}
 			if wait {
 				for i, a := range all {
-					if !asJSON {
+					var done *agents.Agent
+					if asJSON {
+						done, err = waitAgent(ctx, c, a.ID)
+					} else {
 						how := "waiting…"
 						if a.After != "" {
 							how = "waiting for the step before it…"
 						}
 						fmt.Fprintf(cmd.ErrOrStderr(), "%s: %s on %s, %s\n", a.ID, a.Name, a.Branch, how)
+						done, err = waitProgress(ctx, c, a, cmd.ErrOrStderr())
 					}
-					done, err := waitAgent(ctx, c, a.ID)
 					if err != nil {
 						return err
 					}
@@ -317,6 +415,10 @@ func printTable(w io.Writer, as []*agents.Agent, withRepo bool) error {
 		head += "\tREPO"
 	}
 	fmt.Fprintln(tw, head)
+	byID := make(map[string]*agents.Agent, len(as))
+	for _, a := range as {
+		byID[a.ID] = a
+	}
 	for _, a := range as {
 		diff := "-"
 		if a.Diff.Files > 0 || a.Diff.Commits > 0 {
@@ -329,7 +431,7 @@ func printTable(w io.Writer, as []*agents.Agent, withRepo bool) error {
 				cost = "~" + cost // estimated from [prices]
 			}
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", a.ID, a.Name, a.State, a.Agent, a.Branch, age(a.CreatedAt), diff, cost, orDash(notes(a)))
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", a.ID, a.Name, a.State, a.Agent, a.Branch, age(a.CreatedAt), diff, cost, orDash(notes(a, byID)))
 		if withRepo {
 			line += "\t" + a.Repo
 		}
