@@ -2,14 +2,17 @@
 // take the agent from a tree node, an agent record or id (notification
 // buttons, other extensions, tests), or ask for it with a quick pick.
 
+import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
 import * as lc from "vscode-languageclient/node";
 
 import type { Ctx } from "./ctx";
+import { git } from "./git";
+import { conflictWith, findingTarget, latestReview, prNumber, pushedMessage, reviewerOf, reviewEnded } from "./landing";
 import * as ext from "./lsp_ext";
-import { abilities, cancelledMessage, cancelPrompt, formatDiffStat, stateLabel, type Abilities } from "./model";
-import { askFollowUp } from "./prompts";
+import { abilities, cancelledMessage, cancelPrompt, firstLine, formatDiffStat, integrable, stateLabel, type Abilities } from "./model";
+import { askFollowUp, askIntegrator, askVariants } from "./prompts";
 import type { Node } from "./tree";
 
 export type Cmd = (...args: unknown[]) => unknown;
@@ -21,6 +24,12 @@ export interface SpawnOptions {
     model?: string;
     name?: string;
     repo?: string;
+    /** bgagents.spawn only: a pipeline step after this agent (id or name). */
+    after?: string;
+    /** bgagents.spawn only: a fan-out of this many variants. */
+    variants?: number;
+    /** bgagents.spawn only: the agents the variants take in turn. */
+    agents?: string[];
 }
 
 export function spawn(ctx: Ctx): Cmd {
@@ -37,10 +46,47 @@ export function spawn(ctx: Ctx): Cmd {
         if (choice.agent !== undefined) params.agent = choice.agent;
         if (choice.model !== undefined) params.model = choice.model;
         if (o.name !== undefined) params.name = o.name;
-        const res = await client.sendRequest(ext.spawn, params);
-        if (res.agent === null) return undefined;
-        ctx.spawned(res.agent);
-        return res.agent;
+        if (o.after !== undefined) params.after = o.after;
+        if (o.variants !== undefined) params.variants = o.variants;
+        if (o.agents !== undefined) params.agents = o.agents;
+        return spawned(ctx, await client.sendRequest(ext.spawn, params));
+    };
+}
+
+/** Records what a spawn started and selects it; returns the agent (the first variant of a fan-out). */
+function spawned(ctx: Ctx, res: ext.SpawnResult): ext.Agent | undefined {
+    if (res.agent === null) return undefined;
+    const all = (res.agents ?? []).filter((a): a is ext.Agent => a !== null);
+    ctx.spawned(res.agent, all.length > 0 ? all : [res.agent]);
+    return res.agent;
+}
+
+/** "Spawn Variants…": several agents on one task (a fan-out), to compare or integrate them. */
+export function spawnVariants(ctx: Ctx): Cmd {
+    return async () => {
+        const client = ctx.requireClient();
+        const repo = await pickRepo(ctx);
+        if (repo === undefined) return undefined;
+        const choice = await askVariants(ctx.config, repo, (r) => ctx.agentsOf(r));
+        if (choice === undefined) return undefined;
+        const params: ext.SpawnParams = { task: choice.task, repo, variants: choice.variants };
+        if (choice.agents.length > 0) params.agents = choice.agents;
+        return spawned(ctx, await client.sendRequest(ext.spawn, params));
+    };
+}
+
+/** "Spawn After…": a pipeline step that starts on an agent's branch once that agent has succeeded. */
+export function spawnAfter(ctx: Ctx): Cmd {
+    return async (arg?: unknown) => {
+        const dep = await resolveAgent(ctx, arg, "follow", "Spawn an agent after which agent?");
+        if (dep === undefined) return undefined;
+        const client = ctx.requireClient();
+        const choice = await ctx.askSpawn(dep.repo, { title: `Spawn after ${dep.name}` });
+        if (choice?.task === undefined) return undefined;
+        const params: ext.SpawnParams = { task: choice.task, repo: dep.repo, after: dep.id };
+        if (choice.agent !== undefined) params.agent = choice.agent;
+        if (choice.model !== undefined) params.model = choice.model;
+        return spawned(ctx, await client.sendRequest(ext.spawn, params));
     };
 }
 
@@ -132,7 +178,9 @@ export function followUp(ctx: Ctx): Cmd {
         const agent = await resolveAgent(ctx, arg, "followUp", "Send a follow-up to which agent?");
         if (agent === undefined) return undefined;
         const questions = agent.questions ?? [];
-        const text = typeof message === "string" ? message : await askFollowUp(agent.name, questions[0]?.text);
+        // A string is sent as it is; {draft} fills the input box (a review's findings to address).
+        const draft = isObject(message) && typeof message["draft"] === "string" ? message["draft"] : undefined;
+        const text = typeof message === "string" ? message : await askFollowUp(agent.name, questions[0]?.text, draft);
         if (text === undefined || text === "") return undefined;
         let allowDenied = false;
         const tools = [...new Set(questions.map((q) => q.tool).filter((t): t is string => t !== undefined && t !== ""))];
@@ -197,11 +245,15 @@ export function merge(ctx: Ctx): Cmd {
         let strategy = o.strategy ?? "merge";
         if (o.confirm !== false) {
             const diff = formatDiffStat(agent.diff);
+            const base = (agent.conflicts ?? []).find((c) => c.base !== undefined && c.base !== "");
+            const warn = base !== undefined ? `\n\n${agent.base} moved on since the agent started and the merge would conflict in ${(base.files ?? []).join(", ")}: the daemon will refuse it.` : "";
+            const others = (agent.conflicts ?? []).filter((c) => c !== base).map((c) => conflictWith(c, (id) => ctx.store.get(id)?.name));
+            const after = others.length > 0 ? `\n\nAfterwards ${others.join(", ")} will conflict with ${agent.base}.` : "";
             const choice = await vscode.window.showInformationMessage(
                 `Merge ${agent.branch} into ${agent.base}?`,
                 {
                     modal: true,
-                    detail: `${diff !== "" ? `${diff} in ${agent.diff.commits} commit(s). ` : ""}The worktree ${agent.worktree} and the branch are removed afterwards.`,
+                    detail: `${diff !== "" ? `${diff} in ${agent.diff.commits} commit(s). ` : ""}The worktree ${agent.worktree} and the branch are removed afterwards.${warn}${after}`,
                 },
                 "Merge",
                 "Squash and Merge",
@@ -262,6 +314,274 @@ export function discard(ctx: Ctx): Cmd {
     };
 }
 
+/** Options of bgagents.review when called with arguments: no prompts. */
+export interface ReviewOptions {
+    agent?: string;
+    model?: string;
+}
+
+/** "Review…": a read-only reviewer (another agent, in a fresh context) looks at the agent's work; its verdict shows under the agent. */
+export function review(ctx: Ctx): Cmd {
+    return async (arg?: unknown, opts?: unknown) => {
+        const agent = await resolveAgent(ctx, arg, "review", "Review the work of which agent?");
+        if (agent === undefined) return undefined;
+        const client = ctx.requireClient();
+        const choice = isObject(opts) ? (opts as ReviewOptions) : await ctx.askReviewer(agent);
+        if (choice === undefined) return undefined;
+        const params: ext.ReviewParams = { id: agent.id, repo: agent.repo };
+        if (choice.agent !== undefined) params.agent = choice.agent;
+        if (choice.model !== undefined) params.model = choice.model;
+        const res = await client.sendRequest(ext.review, params);
+        if (res.agent === null) return undefined;
+        ctx.agentChanged(res.agent);
+        // The review shows under the agent as soon as its record lists it.
+        ctx.reveal(ctx.tree.agentNode(agent.id), { select: true, expand: true });
+        vscode.window.setStatusBarMessage(`$(checklist) ${res.agent.name} is reviewing ${agent.name} with ${res.agent.agent} (read-only)`, 10_000);
+        return res.agent;
+    };
+}
+
+/**
+ * "Show Review Findings": the findings of the agent's latest review that
+ * ended (or of the review given) in the Problems panel, and the review
+ * selected in the sidebar. Returns the files that got problems.
+ */
+export function showFindings(ctx: Ctx): Cmd {
+    return async (arg?: unknown, reviewId?: unknown) => {
+        let id = typeof reviewId === "string" ? reviewId : undefined;
+        let target = arg;
+        if (isObject(arg) && arg["kind"] === "review" && typeof arg["agentId"] === "string") {
+            id = String(arg["reviewId"]);
+            target = arg["agentId"];
+        }
+        const agent = await resolveAgent(ctx, target, "findings", "Show the review findings of which agent?");
+        if (agent === undefined) return undefined;
+        const r = id !== undefined ? agent.reviews?.find((x) => x.id === id) : latestReview(agent).ended;
+        if (r === undefined || !reviewEnded(r)) throw new Error(`Agent ${agent.name} has no finished review yet.`);
+        const uris = ctx.findings.show(agent, r);
+        if ((r.findings ?? []).length === 0) {
+            void vscode.window.showInformationMessage(`The review of ${agent.name} by ${reviewerOf(r)} has no findings.`);
+        } else if (uris.length > 0) {
+            await vscode.commands.executeCommand("workbench.actions.view.problems");
+        }
+        ctx.reveal(ctx.tree.reviewNode(agent.id, r.id), { select: true, expand: true });
+        return uris;
+    };
+}
+
+/** Opens the file of a finding (a tree node) at its line: in the agent's worktree while it exists, else in the main checkout. */
+export function openFinding(ctx: Ctx): Cmd {
+    return async (arg?: unknown) => {
+        const node = arg as Node | undefined;
+        if (node?.kind !== "finding") return undefined;
+        const agent = ctx.store.get(node.agentId);
+        const f = ctx.tree.finding(node);
+        if (agent === undefined || f === undefined) return undefined;
+        const target = findingTarget(f, agent, abilities(agent).open && fs.existsSync(agent.worktree));
+        if (target === undefined) return undefined;
+        if (!fs.existsSync(target.path)) throw new Error(`The review names ${f.file ?? ""}, which is not in ${path.dirname(target.path)}.`);
+        const line = new vscode.Range(target.line, 0, target.line, 0);
+        const editor = await vscode.window.showTextDocument(vscode.Uri.file(target.path), { selection: line, preview: true });
+        editor.revealRange(line, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+        return target.path;
+    };
+}
+
+/** Options of bgagents.push and bgagents.pullRequest when called with arguments: no prompts. */
+export interface PushOptions {
+    remote?: string;
+    /** pullRequest only. */
+    base?: string;
+    title?: string;
+    draft?: boolean;
+}
+
+/** "Push Branch": the agent's branch to a remote (the daemon's default remote, or one picked when the repository has several). */
+export function push(ctx: Ctx): Cmd {
+    return async (arg?: unknown, opts?: unknown) => {
+        const agent = await resolveAgent(ctx, arg, "push", "Push the branch of which agent?");
+        if (agent === undefined) return undefined;
+        const client = ctx.requireClient();
+        let remote: string | undefined;
+        if (isObject(opts)) remote = (opts as PushOptions).remote;
+        else {
+            const picked = await pickRemote(ctx, agent.repo);
+            if (picked === null) return undefined;
+            remote = picked;
+        }
+        const params: ext.PushParams = { id: agent.id, repo: agent.repo };
+        if (remote !== undefined) params.remote = remote;
+        const res = await vscode.window.withProgress(
+            { location: vscode.ProgressLocation.Notification, title: `Pushing ${agent.branch}…` },
+            () => client.sendRequest(ext.push, params),
+        );
+        if (res.agent === null) return undefined;
+        ctx.agentChanged(res.agent);
+        const pushed = res.agent;
+        void vscode.window.showInformationMessage(pushedMessage(pushed), "Open Pull Request").then((choice) => {
+            if (choice === "Open Pull Request") void vscode.commands.executeCommand("bgagents.pullRequest", pushed.id);
+        });
+        return pushed;
+    };
+}
+
+/** "Open Pull Request…": pushes the branch and opens a pull request with the GitHub CLI (gh); offers to open it in the browser. */
+export function pullRequest(ctx: Ctx): Cmd {
+    return async (arg?: unknown, opts?: unknown) => {
+        const agent = await resolveAgent(ctx, arg, "push", "Open a pull request for which agent?");
+        if (agent === undefined) return undefined;
+        const client = ctx.requireClient();
+        const params: ext.PushParams = { id: agent.id, repo: agent.repo };
+        if (isObject(opts)) {
+            const o = opts as PushOptions;
+            if (o.remote !== undefined) params.remote = o.remote;
+            if (o.base !== undefined) params.base = o.base;
+            if (o.title !== undefined) params.title = o.title;
+            if (o.draft !== undefined) params.draft = o.draft;
+        } else {
+            const title = await vscode.window.showInputBox({
+                title: `Pull request for ${agent.name} (1/2): title`,
+                value: firstLine(agent.task, 200),
+                prompt: `The branch ${agent.branch} is pushed first; the description has the task, the agent's summary and its latest review.`,
+                ignoreFocusOut: true,
+                validateInput: (v) => (v.trim() === "" ? "Give the pull request a title." : undefined),
+            });
+            if (title === undefined) return undefined;
+            const kind = await vscode.window.showQuickPick(
+                [
+                    { label: "Create Pull Request", draft: false, description: `into ${agent.base}` },
+                    { label: "Create Draft Pull Request", draft: true, description: `into ${agent.base}` },
+                ],
+                { title: `Pull request for ${agent.name} (2/2)`, ignoreFocusOut: true },
+            );
+            if (kind === undefined) return undefined;
+            params.title = title.trim();
+            if (kind.draft) params.draft = true;
+        }
+        let res: ext.AgentResult;
+        try {
+            res = await vscode.window.withProgress(
+                { location: vscode.ProgressLocation.Notification, title: `Opening a pull request for ${agent.name}…` },
+                () => client.sendRequest(ext.pullRequest, params),
+            );
+        } catch (e) {
+            // gh missing, not logged in or failing: the daemon says what to do; pushing alone still works.
+            if (e instanceof lc.ResponseError && e.code === ext.ErrorCodes.External) {
+                ctx.reportFailure("pullRequest", e, [{ title: "Push Branch", run: () => vscode.commands.executeCommand("bgagents.push", agent.id) }]);
+                return undefined;
+            }
+            throw e;
+        }
+        if (res.agent === null) return undefined;
+        ctx.agentChanged(res.agent);
+        const url = res.agent.pullRequest ?? "";
+        if (url !== "") {
+            const n = prNumber(url);
+            void vscode.window.showInformationMessage(`Pull request ${n !== "" ? `${n} ` : ""}for ${agent.name}: ${url}`, "Open").then((choice) => {
+                if (choice === "Open") void vscode.env.openExternal(vscode.Uri.parse(url));
+            });
+        }
+        return res.agent;
+    };
+}
+
+/** Options of bgagents.integrate when called with arguments: no prompts for what is given. */
+export interface IntegrateOptions {
+    /** Agents (ids or names) to integrate, two or more. */
+    ids?: string[];
+    agent?: string;
+    model?: string;
+    name?: string;
+    task?: string;
+}
+
+/**
+ * "Integrate Agents…" (and "Integrate Variants" on a fan-out group, and
+ * "Integrate…" on a conflict): an agent that merges the branches of two or
+ * more agents on a new branch and resolves their conflicts.
+ */
+export function integrate(ctx: Ctx): Cmd {
+    return async (arg?: unknown, opts?: unknown) => {
+        const o = (isObject(opts) ? opts : {}) as IntegrateOptions;
+        let agents = integrateTargets(ctx, arg);
+        if (agents === undefined && o.ids !== undefined) {
+            agents = o.ids.map((id) => ctx.store.get(id) ?? ctx.store.all().find((a) => a.name === id)).filter((a): a is ext.Agent => a !== undefined);
+        }
+        agents ??= await pickIntegrate(ctx);
+        if (agents === undefined) return undefined;
+        if (agents.length < 2) throw new Error("Integrating needs two or more agents that have finished with work on their branch.");
+        const client = ctx.requireClient();
+        const repo = agents[0]!.repo;
+        const params: ext.IntegrateParams = { ids: agents.map((a) => a.id), repo };
+        if (isObject(opts)) {
+            if (o.agent !== undefined) params.agent = o.agent;
+            if (o.model !== undefined) params.model = o.model;
+            if (o.name !== undefined) params.name = o.name;
+            if (o.task !== undefined) params.task = o.task;
+        } else {
+            const choice = await askIntegrator(ctx.config, repo, agents.map((a) => a.name), (r) => ctx.agentsOf(r));
+            if (choice === undefined) return undefined;
+            if (choice.value !== undefined) params.agent = choice.value;
+        }
+        const res = await client.sendRequest(ext.integrate, params);
+        if (res.agent === null) return undefined;
+        ctx.spawned(res.agent);
+        return res.agent;
+    };
+}
+
+/** The agents a tree node asks to integrate: a group's variants, or both sides of a conflict. */
+function integrateTargets(ctx: Ctx, arg: unknown): ext.Agent[] | undefined {
+    const node = isObject(arg) ? (arg as Partial<Node> & Record<string, unknown>) : undefined;
+    if (node?.kind === "group" && typeof node["repo"] === "string" && typeof node["group"] === "string") {
+        const agents = ctx.tree.groupAgents(node["repo"], node["group"]) ?? [];
+        return integrable(agents) ?? agents.filter((a) => abilities(a).integrate);
+    }
+    if (node?.kind === "conflict" && typeof node["agentId"] === "string" && typeof node["index"] === "number") {
+        const me = ctx.store.get(node["agentId"]);
+        const c = me?.conflicts?.[node["index"]];
+        const other = c?.agent !== undefined ? ctx.store.get(c.agent) : undefined;
+        return me !== undefined && other !== undefined ? [me, other] : undefined;
+    }
+    return undefined;
+}
+
+/** A multi-select quick pick of the finished agents of a repository. */
+async function pickIntegrate(ctx: Ctx): Promise<ext.Agent[] | undefined> {
+    const repo = await pickRepo(ctx);
+    if (repo === undefined) return undefined;
+    const candidates = (ctx.store.tree().find((g) => g.repo === repo)?.agents ?? []).filter((a) => abilities(a).integrate);
+    if (candidates.length < 2) {
+        void vscode.window.showInformationMessage("Integrating needs two or more agents that have finished with work on their branch.");
+        return undefined;
+    }
+    const picked = await vscode.window.showQuickPick(
+        candidates.map((a) => ({ label: a.name, description: `${stateLabel(a.state)} · ${a.branch} · ${formatDiffStat(a.diff)}`, detail: a.task, agent: a })),
+        { title: "Integrate agents: pick two or more; their branches are merged in this order", canPickMany: true, matchOnDescription: true, ignoreFocusOut: true },
+    );
+    if (picked === undefined || picked.length === 0) return undefined;
+    return picked.map((p) => p.agent);
+}
+
+/** The remote to push to: undefined for the daemon's default ([push].remote, else origin); null when the user cancelled. */
+async function pickRemote(ctx: Ctx, repo: string): Promise<string | undefined | null> {
+    let remotes: string[] = [];
+    try {
+        remotes = (await git(ctx.output, repo, ["remote"])).split("\n").filter((r) => r !== "");
+    } catch {
+        // The daemon says what is wrong with the remote.
+    }
+    if (remotes.length < 2) return undefined;
+    const picked = await vscode.window.showQuickPick(
+        [
+            { label: "Default remote", description: "[push].remote of the repository, else origin", remote: undefined },
+            ...remotes.map((r) => ({ label: r, description: "", remote: r })),
+        ],
+        { title: "Push to which remote?", ignoreFocusOut: true },
+    );
+    return picked === undefined ? null : picked.remote;
+}
+
 export function refresh(ctx: Ctx): Cmd {
     return async () => {
         await ctx.resync();
@@ -314,8 +634,10 @@ async function resolveAgent(ctx: Ctx, arg: unknown, needs: keyof Abilities | und
     let id: string | undefined;
     if (typeof arg === "string") id = arg;
     else if (isObject(arg)) {
-        const o = arg as { kind?: unknown; id?: unknown; agentId?: unknown };
-        if (o.kind === "file" && typeof o.agentId === "string") id = o.agentId;
+        const o = arg as { kind?: unknown; id?: unknown; agentId?: unknown; reviewId?: unknown };
+        // A review node stands for its reviewer (Show Log, Cancel); its findings and conflicts for their agent.
+        if (o.kind === "review" && typeof o.reviewId === "string") id = o.reviewId;
+        else if ((o.kind === "file" || o.kind === "finding" || o.kind === "conflict") && typeof o.agentId === "string") id = o.agentId;
         else if (typeof o.id === "string") id = o.id;
     }
     if (id !== undefined) {

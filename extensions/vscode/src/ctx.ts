@@ -1,6 +1,6 @@
 // The composition root: the connection to the daemon, the agent store and
-// everything that shows it (tree, status bar, notifications, logs, diffs),
-// and their disposal.
+// everything that shows it (tree, status bar, notifications, logs, diffs,
+// review findings as problems), and their disposal.
 
 import * as path from "node:path";
 import * as vscode from "vscode";
@@ -10,13 +10,15 @@ import { createClient } from "./client";
 import { Config } from "./config";
 import { Diffs, GitContentProvider } from "./diff";
 import { GIT_SCHEME } from "./diffplan";
+import { ReviewFindings } from "./findings";
 import { findRepositories } from "./git";
+import { followUpForReview, reviewNotices, type ReviewNotice } from "./landing";
 import { AgentLogs } from "./log";
 import * as ext from "./lsp_ext";
 import { isInside, noticeFor, statusText, statusTooltip, type AgentChange, type Notice, type NoticeAction } from "./model";
-import { askSpawn, type SpawnChoices } from "./prompts";
+import { askReviewer, askSpawn, type ReviewChoices, type SpawnChoices } from "./prompts";
 import { AgentStore } from "./store";
-import { AgentsTree, type Node } from "./tree";
+import { AgentsTree, ConflictDecorations, type Node } from "./tree";
 
 export const VIEW_ID = "bgagents.agents";
 
@@ -38,6 +40,8 @@ export class Ctx implements vscode.Disposable {
     readonly view: vscode.TreeView<Node>;
     readonly logs: AgentLogs;
     readonly diffs: Diffs;
+    /** Review findings shown as problems (Show Findings). */
+    readonly findings = new ReviewFindings();
     private readonly statusBar: vscode.StatusBarItem;
     private statusBarVisible = false;
     private readonly disposables: vscode.Disposable[] = [];
@@ -57,10 +61,10 @@ export class Ctx implements vscode.Disposable {
     private readonly started = new vscode.EventEmitter<void>();
     /** Fires after each successful (re)connect, once the agents were listed again. */
     readonly onDidStart = this.started.event;
-    private readonly noticeShown = new vscode.EventEmitter<{ agent: ext.Agent; notice: Notice }>();
+    private readonly noticeShown = new vscode.EventEmitter<{ agent: ext.Agent; notice: Notice | ReviewNotice }>();
     /** Fires when a notification about an agent is shown (tests wait on it). */
     readonly onDidShowNotice = this.noticeShown.event;
-    private readonly commandFailed = new vscode.EventEmitter<{ command: string; message: string }>();
+    private readonly commandFailed = new vscode.EventEmitter<{ command: string; message: string; code?: number }>();
     /** Fires when a command failed and its error was shown (tests wait on it). */
     readonly onDidFailCommand = this.commandFailed.event;
     /** Resolves when activation's work is done: the window's repositories are known and, if it has any, the daemon is connected. */
@@ -88,7 +92,9 @@ export class Ctx implements vscode.Disposable {
             this.started,
             this.noticeShown,
             this.commandFailed,
+            this.findings,
             vscode.workspace.registerTextDocumentContentProvider(GIT_SCHEME, new GitContentProvider(this.output)),
+            registerDisposable(new ConflictDecorations(this.store), (d) => vscode.window.registerFileDecorationProvider(d)),
             this.store.onDidChange(() => this.updateStatus()),
             vscode.workspace.onDidChangeWorkspaceFolders(() => void this.init()),
             // Opening the view connects, also in a window without a repository.
@@ -258,6 +264,7 @@ export class Ctx implements vscode.Disposable {
             before,
         );
         for (const c of changes) this.applied(c);
+        this.findings.retain((id) => this.store.get(id) !== undefined);
         await setContext("bgagents.started", true);
     }
 
@@ -270,25 +277,61 @@ export class Ctx implements vscode.Disposable {
     /** A newer snapshot was stored: the log follows its state; agents of the window's repositories are announced. */
     private applied(change: AgentChange): void {
         this.logs.onAgent(change.agent);
+        this.findings.onAgent(change.agent);
         if (!this.store.inScope(change.agent)) return;
         const notice = noticeFor(change.previous, change.agent, this.since);
         if (notice !== undefined) this.showNotice(change.agent, notice);
+        for (const n of reviewNotices(change.previous, change.agent, this.since)) this.showReviewNotice(change.agent, n);
     }
 
-    /** After a spawn from this window: record it and select it in the sidebar. */
-    spawned(agent: ext.Agent): void {
-        this.store.update(agent);
-        if (this.view.visible) {
-            this.view.reveal(this.tree.agentNode(agent.id), { select: true, focus: false }).then(undefined, () => undefined);
-        }
+    /** After a spawn from this window: record the agents (several for a fan-out) and select the first (or its group) in the sidebar. */
+    spawned(agent: ext.Agent, all: readonly ext.Agent[] = [agent]): void {
+        for (const a of all) this.store.update(a);
+        if (!all.some((a) => a.id === agent.id)) this.store.update(agent);
+        if (!this.view.visible) return;
+        const group = agent.group !== undefined && agent.group !== "" ? this.tree.groupAgents(agent.repo, agent.group) : undefined;
+        const node = group !== undefined ? this.tree.groupNode(agent.repo, agent.group!) : this.tree.agentNode(agent.id);
+        this.reveal(node, { select: true, expand: group !== undefined });
     }
 
-    /** A command failed: log it and show it. */
-    reportFailure(command: string, e: unknown): void {
+    /** Shows a node in the sidebar when it is open (best effort: the node may be gone). */
+    reveal(node: Node, opts: { select?: boolean; expand?: boolean | number } = {}): void {
+        if (!this.view.visible) return;
+        this.view.reveal(node, { select: opts.select ?? true, focus: false, expand: opts.expand ?? false }).then(undefined, () => undefined);
+    }
+
+    /**
+     * A command failed: log it and show it, with buttons when given (each
+     * runs its action). The daemon's messages say what to do; they are shown
+     * as they are.
+     */
+    reportFailure(command: string, e: unknown, actions: { title: string; run: () => unknown }[] = []): void {
         const message = errorMessage(e);
         this.output.error(`${command}: ${message}`);
-        this.commandFailed.fire({ command, message });
-        void vscode.window.showErrorMessage(message);
+        const code = e instanceof lc.ResponseError ? e.code : undefined;
+        this.commandFailed.fire({ command, message, ...(code !== undefined ? { code } : {}) });
+        void vscode.window.showErrorMessage(message, ...actions.map((a) => a.title)).then((choice) => {
+            actions.find((a) => a.title === choice)?.run();
+        });
+    }
+
+    /** The end of a review of agent: its verdict, with Show Findings (and Reply or Merge). */
+    private showReviewNotice(agent: ext.Agent, notice: ReviewNotice): void {
+        const show = notice.severity === "warning" ? vscode.window.showWarningMessage : vscode.window.showInformationMessage;
+        this.noticeShown.fire({ agent, notice });
+        void show(notice.message, ...notice.actions).then((choice) => {
+            switch (choice) {
+                case "Show Findings":
+                    void vscode.commands.executeCommand("bgagents.showFindings", agent.id, notice.review.id);
+                    return;
+                case "Reply":
+                    void vscode.commands.executeCommand("bgagents.followUp", agent.id, { draft: followUpForReview(notice.review) });
+                    return;
+                case "Merge":
+                    void vscode.commands.executeCommand("bgagents.merge", agent.id);
+                    return;
+            }
+        });
     }
 
     private showNotice(agent: ext.Agent, notice: Notice): void {
@@ -330,6 +373,11 @@ export class Ctx implements vscode.Disposable {
     /** Asks for task, agent (those the daemon says the repository can run) and model. */
     askSpawn(repo: string, opts: { title: string; defaultTask?: string }): Promise<SpawnChoices | undefined> {
         return askSpawn(this.config, repo, this.knownModels(), (r) => this.agentsOf(r), opts);
+    }
+
+    /** Asks for the reviewer of an agent's work: its agent (another vendor than the writer's first) and model. */
+    askReviewer(writer: ext.Agent): Promise<ReviewChoices | undefined> {
+        return askReviewer(writer, this.knownModels(), (r) => this.agentsOf(r));
     }
 
     /** bgagents/agents: what the repository can run; undefined when the daemon cannot say (logged). */
@@ -425,6 +473,17 @@ function editorText(args: ext.SendToAgentArgs): string | undefined {
 export function errorMessage(e: unknown): string {
     if (e instanceof Error) return e.message;
     return String(e);
+}
+
+/** Registers a disposable provider and disposes both together. */
+function registerDisposable<T extends vscode.Disposable>(provider: T, register: (p: T) => vscode.Disposable): vscode.Disposable {
+    const registration = register(provider);
+    return {
+        dispose: () => {
+            registration.dispose();
+            provider.dispose();
+        },
+    };
 }
 
 function setContext(key: string, value: unknown): Thenable<unknown> {

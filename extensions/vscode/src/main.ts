@@ -37,6 +37,8 @@ export async function deactivate(): Promise<void> {
 function allCommands(): Record<string, (ctx: Ctx) => commands.Cmd> {
     return {
         spawn: commands.spawn,
+        spawnVariants: commands.spawnVariants,
+        spawnAfter: commands.spawnAfter,
         sendSelection: commands.sendSelection,
         openWorktree: commands.openWorktree,
         showDiff: commands.showDiff,
@@ -46,6 +48,13 @@ function allCommands(): Record<string, (ctx: Ctx) => commands.Cmd> {
         cancel: commands.cancel,
         merge: commands.merge,
         discard: commands.discard,
+        review: commands.review,
+        showFindings: commands.showFindings,
+        openFinding: commands.openFinding,
+        push: commands.push,
+        pullRequest: commands.pullRequest,
+        integrate: commands.integrate,
+        integrateVariants: commands.integrate,
         refresh: commands.refresh,
         restart: commands.restart,
         showServerOutput: commands.showServerOutput,

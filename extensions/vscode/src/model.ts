@@ -2,6 +2,7 @@
 // agent, how it is labelled, and how snapshots from the daemon are merged.
 // No `vscode` import here, so every function is unit-tested under plain Node.
 
+import { groupLabel, latestReview, notes, tooltipFacts, type NameOf } from "./landing";
 import type { Agent, DiffStat, State, Usage } from "./lsp_ext";
 
 /** States in which an agent's process is being prepared or runs. */
@@ -14,9 +15,19 @@ export function isLanded(state: State): boolean {
     return state === "merged" || state === "discarded";
 }
 
+/** States in which the agent is on its way or working (needs_input waits for a person): no review, push or integration yet. */
+export function isActive(state: State): boolean {
+    return state === "queued" || state === "provisioning" || state === "running";
+}
+
 /** Whether the sidebar shows the agent: everything but merged and discarded ones. */
 export function isShown(agent: Agent): boolean {
     return !isLanded(agent.state);
+}
+
+/** A reviewer (a read-only agent reviewing another one's work, §4.16). */
+export function isReviewer(agent: Agent): boolean {
+    return agent.reviewOf !== undefined && agent.reviewOf !== "";
 }
 
 /** What a user can do with an agent now; mirrors the daemon's refusals (docs/protocol.md §4). */
@@ -33,12 +44,25 @@ export interface Abilities {
     merge: boolean;
     /** bgagents/discard is accepted (possibly only with force). */
     discard: boolean;
+    /** bgagents/review is accepted: finished work with commits, not a reviewer's. */
+    review: boolean;
+    /** bgagents/push and bgagents/pullRequest are accepted. */
+    push: boolean;
+    /** The agent can be one of the agents of bgagents/integrate. */
+    integrate: boolean;
+    /** A pipeline step can follow it (spawn's `after`). */
+    follow: boolean;
+    /** Its latest review that ended has findings to show. */
+    findings: boolean;
 }
 
 export function abilities(agent: Agent): Abilities {
     const s = agent.state;
     const cleaned = agent.cleaned === true;
     const ended = !isLive(s) && !isLanded(s);
+    // Finished work that is still on its branch (the daemon refuses active, landed and unchanged agents).
+    const landable = !isActive(s) && !isLanded(s) && !cleaned && agent.readOnly !== true && !isReviewer(agent);
+    const { ended: review } = latestReview(agent);
     return {
         open: !cleaned && (ended || s === "running"),
         diff: !cleaned && s !== "queued" && s !== "provisioning",
@@ -46,6 +70,11 @@ export function abilities(agent: Agent): Abilities {
         cancel: isLive(s) || s === "needs_input",
         merge: ended && !cleaned,
         discard: !isLanded(s),
+        review: landable && agent.diff.commits > 0,
+        push: landable,
+        integrate: landable,
+        follow: agent.readOnly !== true && !isReviewer(agent) && (isLive(s) || s === "needs_input" || s === "succeeded"),
+        findings: (review?.findings?.length ?? 0) > 0,
     };
 }
 
@@ -59,6 +88,10 @@ export function contextValue(agent: Agent): string {
     if (a.cancel) words.push("cancel");
     if (a.merge) words.push("merge");
     if (a.discard) words.push("discard");
+    if (a.review) words.push("review");
+    if (a.findings) words.push("findings");
+    if (a.push) words.push("push");
+    if (a.follow) words.push("follow");
     return words.join(" ");
 }
 
@@ -135,17 +168,24 @@ export function formatTokens(u: Usage): string {
     return `${(n / 1_000_000).toFixed(1)}M tokens`;
 }
 
-/** The grey text after an agent's name in the sidebar: branch · age · diffstat · cost. */
-export function describe(agent: Agent, now: Date): string {
+/**
+ * The grey text after an agent's name in the sidebar: branch · age ·
+ * diffstat · cost, then what landing it involves (pipeline step, review,
+ * conflicts, push or pull request; see landing.ts notes). A variant of a
+ * fan-out starts with its agent, which is what tells variants apart.
+ */
+export function describe(agent: Agent, now: Date, nameOf: NameOf = () => undefined): string {
     const parts = [agent.branch, formatAge(agent.createdAt, now)];
+    if (agent.group !== undefined && agent.group !== "") parts.unshift(agent.agent);
     if (agent.cleaned === true) parts.push("no changes");
     else parts.push(formatDiffStat(agent.diff));
     parts.push(formatCost(agent.usage));
+    parts.push(...notes(agent, nameOf));
     return parts.filter((p) => p !== "").join(" · ");
 }
 
 /** A Markdown tooltip for an agent. */
-export function tooltip(agent: Agent, now: Date): string {
+export function tooltip(agent: Agent, now: Date, nameOf: NameOf = () => undefined): string {
     const esc = (s: string): string => s.replace(/([\\`*_{}[\]<>()#+\-.!|])/g, "\\$1");
     const lines = [`**${esc(agent.name)}** — ${stateLabel(agent.state)}`, "", esc(firstLine(agent.task, 300))];
     const facts: string[] = [];
@@ -159,6 +199,7 @@ export function tooltip(agent: Agent, now: Date): string {
     if (agent.error !== "") facts.push(`Error: ${esc(agent.error)}`);
     else if (agent.result !== "") facts.push(`Result: ${esc(firstLine(agent.result, 200))}`);
     for (const q of agent.questions ?? []) facts.push(`Question: ${esc(q.text)}`);
+    facts.push(...tooltipFacts(agent, nameOf, esc));
     return [...lines, "", ...facts.map((f) => `- ${f}`)].join("\n");
 }
 
@@ -168,10 +209,16 @@ export function firstLine(s: string, max: number): string {
     return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 
+/** A row at the top of a repository in the tree: an agent, or the variants of one fan-out. */
+export type TreeEntry = { kind: "agent"; agent: Agent } | { kind: "group"; group: string; label: string; agents: Agent[] };
+
 /** Agents of one repository, for the tree. */
 export interface RepoGroup {
     repo: string;
+    /** Every agent shown, newest first (variants of a fan-out included). */
     agents: Agent[];
+    /** The rows: agents, with the variants of a fan-out (two or more shown) under one group entry where its newest variant would be. */
+    entries: TreeEntry[];
 }
 
 /**
@@ -203,12 +250,17 @@ export function isInside(p: string, dir: string): boolean {
 /**
  * The sidebar's content: shown agents of the window's scope, newest first,
  * grouped by repository in the order of the roots (then any others, by
- * path). An empty scope shows nothing.
+ * path). An empty scope shows nothing. Reviewers are shown as the review
+ * under the agent they review; one whose agent is not shown (it landed) is
+ * shown by itself only while it works.
  */
 export function buildTree(agents: Iterable<Agent>, scope: Scope): RepoGroup[] {
+    const all = [...agents];
+    const shownIds = new Set(all.filter((a) => isShown(a) && !isReviewer(a)).map((a) => a.id));
     const byRepo = new Map<string, Agent[]>();
-    for (const a of agents) {
+    for (const a of all) {
         if (!isShown(a) || !inScope(a.repo, scope)) continue;
+        if (isReviewer(a) && (shownIds.has(a.reviewOf!) || !(isLive(a.state) || a.state === "needs_input"))) continue;
         let list = byRepo.get(a.repo);
         if (list === undefined) byRepo.set(a.repo, (list = []));
         list.push(a);
@@ -220,10 +272,43 @@ export function buildTree(agents: Iterable<Agent>, scope: Scope): RepoGroup[] {
     };
     return [...byRepo.entries()]
         .sort(([a], [b]) => order(a) - order(b) || a.localeCompare(b))
-        .map(([repo, list]) => ({
-            repo,
-            agents: list.sort((x, y) => compareTimes(y.createdAt, x.createdAt) || x.name.localeCompare(y.name)),
-        }));
+        .map(([repo, list]) => {
+            const sorted = list.sort((x, y) => compareTimes(y.createdAt, x.createdAt) || x.name.localeCompare(y.name));
+            return { repo, agents: sorted, entries: groupEntries(sorted) };
+        });
+}
+
+/** The rows of one repository: the variants of a fan-out with two or more shown go under one entry, ordered by variant. */
+export function groupEntries(sorted: readonly Agent[]): TreeEntry[] {
+    const members = new Map<string, Agent[]>();
+    for (const a of sorted) {
+        if (a.group === undefined || a.group === "") continue;
+        let list = members.get(a.group);
+        if (list === undefined) members.set(a.group, (list = []));
+        list.push(a);
+    }
+    const out: TreeEntry[] = [];
+    const done = new Set<string>();
+    for (const a of sorted) {
+        const g = a.group;
+        const list = g !== undefined ? members.get(g) : undefined;
+        if (g === undefined || list === undefined || list.length < 2) {
+            out.push({ kind: "agent", agent: a });
+            continue;
+        }
+        if (done.has(g)) continue;
+        done.add(g);
+        const byVariant = [...list].sort((x, y) => (x.variant ?? 0) - (y.variant ?? 0) || x.name.localeCompare(y.name));
+        out.push({ kind: "group", group: g, label: groupLabel(byVariant), agents: byVariant });
+    }
+    return out;
+}
+
+/** The agents of a group that an integration can take: all of them have ended, and at least two have work on their branch; undefined otherwise. */
+export function integrable(agents: readonly Agent[]): Agent[] | undefined {
+    if (agents.some((a) => isActive(a.state))) return undefined;
+    const ok = agents.filter((a) => abilities(a).integrate);
+    return ok.length >= 2 ? ok : undefined;
 }
 
 /** Counts for the status bar. */
@@ -391,6 +476,8 @@ export type NoticeAction = "Open Worktree" | "Show Diff" | "Merge" | "Reply" | "
  */
 export function noticeFor(previous: Agent | undefined, next: Agent, since: Date): Notice | undefined {
     if (previous !== undefined && previous.state === next.state) return undefined;
+    // A reviewer's end is announced as the verdict on the agent it reviews (landing.ts reviewNotices).
+    if (isReviewer(next)) return undefined;
     if (previous === undefined) {
         const t = next.finishedAt !== null ? Date.parse(next.finishedAt) : Date.parse(next.updatedAt);
         if (Number.isNaN(t) || t < since.getTime()) return undefined;

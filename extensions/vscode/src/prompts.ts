@@ -5,8 +5,8 @@
 import * as vscode from "vscode";
 
 import type { Config } from "./config";
-import { agentChoices, modelChoices, type Choice } from "./choices";
-import type { AgentsResult } from "./lsp_ext";
+import { agentChoices, DEFAULT_AGENT_LABEL, modelChoices, reviewerChoices, variantChoices, type Choice } from "./choices";
+import type { Agent, AgentsResult } from "./lsp_ext";
 
 export interface SpawnChoices {
     task: string | undefined;
@@ -46,18 +46,75 @@ export async function askSpawn(
     const agent = await pick(`${opts.title} (2/3): agent`, agentChoices(config.defaultAgent, await agents));
     if (agent === undefined) return undefined;
 
-    let model = await pick(`${opts.title} (3/3): model`, modelChoices(config.defaultModel, knownModels, agent.model));
+    const model = await askModel(`${opts.title} (3/3): model`, modelChoices(config.defaultModel, knownModels, agent.model));
     if (model === undefined) return undefined;
-    if (model.other === true) {
-        const typed = await vscode.window.showInputBox({
-            title: `${opts.title} (3/3): model`,
-            prompt: "Model name, as the agent's CLI takes it",
-            ignoreFocusOut: true,
-        });
-        if (typed === undefined) return undefined;
-        model = { label: typed, value: typed.trim() === "" ? undefined : typed.trim() };
-    }
     return { task: task.trim() === "" ? undefined : task.trim(), agent: agent.value, model: model.value };
+}
+
+/** What a reviewer runs with: undefined members are left to the daemon. */
+export interface ReviewChoices {
+    agent: string | undefined;
+    model: string | undefined;
+}
+
+/** Asks for the reviewer's agent (another vendor than the writer's first) and model. Undefined when the user cancelled. */
+export async function askReviewer(writer: Agent, knownModels: readonly string[], listAgents: AgentLister): Promise<ReviewChoices | undefined> {
+    const title = `Review ${writer.name}`;
+    const agent = await pick(`${title} (1/2): reviewer`, reviewerChoices(writer, await listAgents(writer.repo)));
+    if (agent === undefined) return undefined;
+    const model = await askModel(`${title} (2/2): model`, modelChoices("", knownModels, agent.model));
+    if (model === undefined) return undefined;
+    return { agent: agent.value, model: model.value };
+}
+
+/** What a fan-out starts: the task, the agents the variants take in turn (none: the default agent), and how many. */
+export interface VariantChoices {
+    task: string;
+    agents: string[];
+    variants: number;
+}
+
+/** Asks for the task, the agents (several may be picked) and the number of variants. Undefined when the user cancelled. */
+export async function askVariants(config: Config, repo: string, listAgents: AgentLister): Promise<VariantChoices | undefined> {
+    const title = "Spawn variants";
+    const agents = listAgents(repo);
+    const task = await vscode.window.showInputBox({
+        title: `${title} (1/3): task`,
+        prompt: "What should the agents do? Each variant works on it in its own worktree and branch, so you can compare them.",
+        placeHolder: "e.g. Make the parser twice as fast",
+        ignoreFocusOut: true,
+        validateInput: (v) => (v.trim() === "" ? "Describe the task." : undefined),
+    });
+    if (task === undefined) return undefined;
+    const choices = agentChoices(config.defaultAgent, await agents);
+    const items = choices.map((c, i) => ({ label: c.label, description: c.description ?? "", picked: i === 0, choice: c }));
+    const picked = await vscode.window.showQuickPick(items, {
+        title: `${title} (2/3): agents (pick several to compare them)`,
+        canPickMany: true,
+        ignoreFocusOut: true,
+        matchOnDescription: true,
+    });
+    if (picked === undefined || picked.length === 0) return undefined;
+    // The default entry alone leaves the agent to the daemon; with others, it is named (when the daemon said its name).
+    const named = picked.map((p) => p.choice.value ?? (p.choice.label !== DEFAULT_AGENT_LABEL ? p.choice.label : undefined));
+    const list = (picked.length > 1 ? named : picked.map((p) => p.choice.value)).filter((v): v is string => v !== undefined);
+    const count = await pick(`${title} (3/3): how many`, variantChoices(picked.length));
+    if (count === undefined) return undefined;
+    return { task: task.trim(), agents: list, variants: Number(count.value) };
+}
+
+/** Asks which agent integrates the branches. Undefined when the user cancelled; `value` undefined is the default agent. */
+export async function askIntegrator(config: Config, repo: string, names: readonly string[], listAgents: AgentLister): Promise<Choice | undefined> {
+    return pick(`Integrate ${names.join(", ")}: agent that merges and resolves`, agentChoices(config.defaultAgent, await listAgents(repo)));
+}
+
+/** The model step: a choice, with "Other…" asking for a name. */
+async function askModel(title: string, choices: Choice[]): Promise<Choice | undefined> {
+    const model = await pick(title, choices);
+    if (model?.other !== true) return model;
+    const typed = await vscode.window.showInputBox({ title, prompt: "Model name, as the agent's CLI takes it", ignoreFocusOut: true });
+    if (typed === undefined) return undefined;
+    return { label: typed, value: typed.trim() === "" ? undefined : typed.trim() };
 }
 
 async function pick(title: string, choices: Choice[]): Promise<Choice | undefined> {
@@ -66,11 +123,12 @@ async function pick(title: string, choices: Choice[]): Promise<Choice | undefine
     return picked?.choice;
 }
 
-/** Asks for a follow-up message. */
-export async function askFollowUp(name: string, question: string | undefined): Promise<string | undefined> {
+/** Asks for a follow-up message (`draft` fills the box, e.g. a review's findings to address). */
+export async function askFollowUp(name: string, question: string | undefined, draft?: string): Promise<string | undefined> {
     const text = await vscode.window.showInputBox({
         title: `Follow-up for agent ${name}`,
         prompt: question !== undefined ? `The agent asks: ${question}` : "What should the agent do next? It continues in the same worktree.",
+        ...(draft !== undefined ? { value: draft } : {}),
         ignoreFocusOut: true,
         validateInput: (v) => (v.trim() === "" ? "Say what the agent should do next." : undefined),
     });

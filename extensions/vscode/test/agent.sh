@@ -13,8 +13,15 @@
 #   HOLD FILE  after changing files, wait until FILE exists before exiting
 #              (the changes stay uncommitted in the worktree meanwhile)
 #   FAIL       exit 1 at the end
+#   LGTM       (in the reviewed agent's task) the reviewer approves
 # It fixes add() in calc.go when it still subtracts, appends the task's first
 # line to NOTES.md and says what it did.
+# As a reviewer (agent "asker", whose prompt the daemon writes: "You are
+# reviewing a change…") it changes nothing and answers in Claude Code's
+# stream-json with the verdict the daemon asks for: changes requested, with
+# findings on calc.go:5 and NOTES.md:1 (approved, without findings, when the
+# reviewed task says LGTM). As an integration ("Integrate the work of …") it
+# first removes the conflict markers the daemon's merges left.
 prompt=
 allowed=
 prev=
@@ -25,6 +32,26 @@ for arg in "$@"; do
 done
 task=$(printf '%s\n' "$prompt" | head -n 1)
 echo "working on: $task"
+case $task in
+"You are reviewing a change"*)
+	echo '{"type":"system","subtype":"init","session_id":"review-session","model":"test-model"}'
+	case $prompt in
+	*LGTM*)
+		printf '%s\n' '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"session_id":"review-session","result":"Looks right.\n```json\n{\"verdict\":\"approve\",\"summary\":\"add adds now\",\"findings\":[]}\n```"}'
+		;;
+	*)
+		printf '%s\n' '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"session_id":"review-session","result":"Mostly right.\n```json\n{\"verdict\":\"request_changes\",\"summary\":\"add adds now, but nothing tests it\",\"findings\":[{\"file\":\"calc.go\",\"line\":5,\"severity\":\"medium\",\"message\":\"add has no test\"},{\"file\":\"NOTES.md\",\"line\":1,\"severity\":\"low\",\"message\":\"NOTES.md only repeats the task\"}]}\n```"}'
+		;;
+	esac
+	exit 0
+	;;
+"Integrate the work of"*)
+	for f in $(git grep -l '^<<<<<<< ' 2>/dev/null); do
+		sed -i '/^<<<<<<< /d; /^=======$/d; /^>>>>>>> /d' "$f"
+		echo "resolved the conflict in $f"
+	done
+	;;
+esac
 gate=$(printf '%s\n' "$task" | sed -n 's/.*WAIT \([^ ]*\).*/\1/p')
 if [ -n "$gate" ]; then
 	echo "waiting for $gate"

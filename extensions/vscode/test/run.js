@@ -476,6 +476,73 @@ async function uiTests() {
             await toast("Agent explain-the-selected-line finished").waitFor({ timeout: 30_000 });
         });
 
+        await check("Review… (inline): another vendor is offered first; the verdict is announced, Show Findings lists the findings in the Problems panel and under the agent, and a finding opens its file in the worktree", async () => {
+            await clearToasts();
+            await inline("plus-button-notes", "Review…");
+            await page.locator(".quick-input-widget .quick-input-title", { hasText: "(1/2): reviewer" }).waitFor({ timeout: 10_000 });
+            const first = page.locator(".quick-input-widget .quick-input-list .monaco-list-row").first();
+            await first.waitFor({ timeout: 10_000 });
+            const text = (await first.innerText()).replace(/\s+/g, " ").trim();
+            if (!/^asker\s*claude · another vendor than the writer's \(command\)$/.test(text)) throw new Error(`first reviewer offered: ${JSON.stringify(text)}`);
+            await answer("(1/2): reviewer");
+            await answer("(2/2): model");
+            const t = toast("Review of plus-button-notes by review-plus-button-notes (asker): changes requested, 2 findings");
+            await t.waitFor({ timeout: 30_000 });
+            await view.locator('.monaco-list-row[aria-label^="plus-button-notes, succeeded"][aria-label*="✗ changes requested"]').waitFor({ timeout: 10_000 });
+            await t.locator(".monaco-button", { hasText: "Show Findings" }).click();
+            await page.locator(".part.panel .monaco-list-row", { hasText: "add has no test" }).first().waitFor({ timeout: 10_000 });
+            await view.locator('.monaco-list-row[aria-label^="Review: changes requested by asker"]').waitFor({ timeout: 10_000 });
+            const finding = view.locator('.monaco-list-row[aria-label="add has no test, calc.go:5"]');
+            await finding.waitFor({ timeout: 10_000 });
+            if ((await row("review-plus-button-notes").count()) !== 0) throw new Error("the reviewer has a row of its own");
+            await page.mouse.move(700, 500);
+            await shot("review");
+            // The worktree's calc.go (fixed), not the main checkout's.
+            await finding.click();
+            await page.locator(".tabs-container .tab.active", { hasText: "calc.go" }).waitFor({ timeout: 10_000 });
+            await page.locator(".editor-instance .monaco-editor .view-line", { hasText: "return a + b" }).first().waitFor({ timeout: 10_000 });
+        });
+
+        await check("agents that changed the same line: their rows warn, and a child names the other agent and the file", async () => {
+            // Every agent here added its task to a new NOTES.md.
+            await view.locator('.monaco-list-row[aria-label^="make-add-add, succeeded"][aria-label*="⚠ conflicts with"]').waitFor({ timeout: 15_000 });
+            await row("make-add-add").locator(".monaco-tl-twistie").click();
+            await view.locator('.monaco-list-row[aria-label="make-add-add conflicts with plus-button-notes: NOTES.md"]').waitFor({ timeout: 10_000 });
+            await page.mouse.move(700, 500);
+            await shot("conflicts");
+        });
+
+        await check("Spawn Variants… starts a fan-out shown as one group; Integrate Variants (its context menu) merges them in a new agent", async () => {
+            await clearToasts();
+            await palette("Background Agents: Spawn Variants…");
+            await answer("(1/3): task", "Try two ways");
+            await answer("(2/3): agents");
+            await answer("(3/3): how many");
+            const group = "Try two ways — 2 variants";
+            await row(group).waitFor({ timeout: 15_000 });
+            await view.locator('.monaco-list-row[aria-label^="try-two-ways-v1, succeeded"]').waitFor({ timeout: 30_000 });
+            await view.locator('.monaco-list-row[aria-label^="try-two-ways-v2, succeeded"]').waitFor({ timeout: 30_000 });
+            await page.mouse.move(700, 500);
+            await shot("group");
+            await contextMenu(group, "Integrate Variants");
+            await answer("Integrate try-two-ways-v1, try-two-ways-v2");
+            await view.locator('.monaco-list-row[aria-label^="integrate-try-two-ways-v1, succeeded"]').waitFor({ timeout: 30_000 });
+            const a = await record("integrate-try-two-ways-v1");
+            if ((a.integrates || []).length !== 2) throw new Error(`integrates: ${JSON.stringify(a.integrates)}`);
+            const row1 = await view.locator('.monaco-list-row[aria-label^="integrate-try-two-ways-v1, "]').getAttribute("aria-label");
+            if (!/integrates try-two-ways-v1, try-two-ways-v2/.test(row1)) throw new Error(`row: ${row1}`);
+        });
+
+        await check("Spawn After… (context menu) starts a pipeline step on the agent's branch; its row says whom it follows", async () => {
+            await contextMenu("explain-the-selected-line", "Spawn After…");
+            await answer("Spawn after explain-the-selected-line (1/3): task", "Next step notes");
+            await answer("(2/3): agent");
+            await answer("(3/3): model");
+            await view.locator('.monaco-list-row[aria-label^="next-step-notes, succeeded"][aria-label*="after explain-the-selected-line"]').waitFor({ timeout: 30_000 });
+            const a = await record("next-step-notes");
+            if (a.base !== "bgagents/explain-the-selected-line") throw new Error(`base: ${a.base}`);
+        });
+
         await check("Send Follow-up… (inline) runs the agent again with the message", async () => {
             await inline("from-cli", "Send Follow-up…");
             await answer("Follow-up for agent from-cli", "Add a usage example");
@@ -535,6 +602,16 @@ async function uiTests() {
             // Its work is in main's checkout (NOTES.md above); worktree and branch are gone.
             if (fs.existsSync(agentDir("from-cli"))) throw new Error("worktree still there");
             if (execFileSync("git", ["branch", "--list", "bgagents/from-cli"], { cwd: UI_REPO, encoding: "utf8" }).trim() !== "") throw new Error("branch still there");
+        });
+
+        await check("Merge… of an agent that now conflicts with main: the dialog warns, and the daemon's refusal is shown", async () => {
+            await view.locator('.monaco-list-row[aria-label^="plus-button-notes, "][aria-label*="base main"]').waitFor({ timeout: 15_000 });
+            await clearToasts();
+            await inline("plus-button-notes", "Merge…");
+            await dialog.filter({ hasText: "the daemon will refuse it" }).waitFor({ timeout: 10_000 });
+            await dialogButton("Merge bgagents/plus-button-notes into main?", "Merge");
+            await toast("bgagents/plus-button-notes into main would conflict in: NOTES.md").waitFor({ timeout: 15_000 });
+            if ((await record("plus-button-notes")).state !== "succeeded") throw new Error("plus-button-notes changed state");
         });
 
         await check("Discard (context menu) asks, then asks again before losing commits; the agent leaves the sidebar and its worktree is gone", async () => {

@@ -23,12 +23,15 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as vscode from "vscode";
 
 import type { Ctx } from "../../src/ctx";
 import type { Api } from "../../src/main";
+import { reviewerChoices } from "../../src/choices";
 import type { Agent, AgentResult, SendToAgentArgs, State } from "../../src/lsp_ext";
+import type { Node } from "../../src/tree";
 
 const REPO = env("BGAGENTS_TEST_REPO");
 const BIN = env("BGAGENTS_TEST_BIN");
@@ -173,6 +176,7 @@ export async function run(): Promise<void> {
     switch (suite) {
         case "main":
             await mainSuite(r, h);
+            await landingTests(r, h);
             break;
         case "norepo":
             await noRepoSuite(r, h);
@@ -236,6 +240,8 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
     });
 
     await r.test("the tree shows the agent with branch and diffstat, and its changed files", async () => {
+        // ext-fail wrote NOTES.md too: their conflict goes once the daemon has seen the discard.
+        await waitFor("ext-first without conflicts", 10_000, () => ((h.agentNamed("ext-first")?.conflicts ?? []).length === 0 ? true : undefined), ctx().store.onDidChange);
         const tree = ctx().tree;
         const roots = (await tree.getChildren()) ?? [];
         const node = roots.find((n) => n.kind === "agent" && ctx().store.get(n.id)?.name === "ext-first");
@@ -245,7 +251,7 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
         assert.match(String(item.description), /^bgagents\/ext-first · \w+ · 2 files \+2 −1$/);
         assert.match(String(item.contextValue), /\bmerge\b/);
         assert.equal((item.iconPath as vscode.ThemeIcon).id, "pass");
-        const files = ((await tree.getChildren(node)) ?? []).map((n) => (n.kind === "file" ? n.file.path : ""));
+        const files = ((await tree.getChildren(node)) ?? []).flatMap((n) => (n.kind === "file" ? [n.file.path] : []));
         assert.deepEqual(files.sort(), ["NOTES.md", "calc.go"]);
     });
 
@@ -488,7 +494,7 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
         assert.equal(tree.getTreeItem(node).collapsibleState, vscode.TreeItemCollapsibleState.Collapsed);
         const files = async () =>
             ((await tree.getChildren(node)) ?? [])
-                .map((n) => (n.kind === "file" ? `${n.file.status} ${n.file.path}` : ""))
+                .flatMap((n) => (n.kind === "file" ? [`${n.file.status} ${n.file.path}`] : []))
                 .sort();
         assert.deepEqual(await files(), ["D README.md", "M NOTES.md"]);
         fs.writeFileSync(path.join(spawned.worktree, "extra.txt"), "an untracked file\n");
@@ -586,6 +592,205 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
             sub.dispose();
         }
     });
+}
+
+/**
+ * Landing the work: reviews, conflicts, push, pull requests, pipelines,
+ * fan-outs and integration, against the real daemon. The reviewer is the
+ * agent "asker" (test/agent.sh run as Claude Code's binary, in its
+ * read-only mode), which asks for changes with two findings.
+ */
+async function landingTests(r: Runner, h: Harness): Promise<void> {
+    const ctx = () => h.ctx();
+    const tree = () => ctx().tree;
+    const item = (n: Node) => tree().getTreeItem(n);
+    const children = async (n: Node) => (await tree().getChildren(n)) ?? [];
+    const failures: { command: string; message: string; code?: number }[] = [];
+    const sub = ctx().onDidFailCommand((f) => failures.push(f));
+    const failed = async (command: string, run: () => Thenable<unknown>): Promise<{ message: string; code?: number }> => {
+        const from = failures.length;
+        assert.equal(await run(), undefined, `${command} returned something`);
+        const f = failures.slice(from).find((x) => x.command === command);
+        assert.ok(f, `no failure of ${command} was reported`);
+        return f;
+    };
+
+    await r.test("Review: another vendor is offered first; the review shows under the agent with its verdict and findings, is announced once with Show Findings, and its reviewer is no row of its own", async () => {
+        const writer = h.agentNamed("ext-cli");
+        assert.ok(writer);
+        const choices = reviewerChoices(writer, await ctx().agentsOf(REPO));
+        assert.equal(choices[0]?.value, "asker", `reviewer choices: ${JSON.stringify(choices)}`);
+        const notices: { message: string; actions: string[] }[] = [];
+        const sub2 = ctx().onDidShowNotice((n) => {
+            if (n.agent.name === "ext-cli" || n.agent.name === "review-ext-cli") notices.push({ message: n.notice.message, actions: [...n.notice.actions] });
+        });
+        try {
+            const rev = (await vscode.commands.executeCommand("bgagents.review", writer.id, { agent: "asker" })) as Agent | undefined;
+            assert.ok(rev, "review returned nothing");
+            assert.equal(rev.name, "review-ext-cli");
+            assert.equal(rev.reviewOf, writer.id);
+            assert.equal(rev.readOnly, true);
+            const reviewed = await waitFor(
+                "the verdict on ext-cli",
+                30_000,
+                () => {
+                    const a = h.agentNamed("ext-cli");
+                    return a?.reviews?.[0]?.verdict !== undefined ? a : undefined;
+                },
+                ctx().store.onDidChange,
+            );
+            await waitFor("the announcement", 5000, () => (notices.length > 0 ? true : undefined), ctx().onDidShowNotice);
+            assert.deepEqual(notices, [
+                { message: "Review of ext-cli by review-ext-cli (asker): changes requested, 2 findings — add adds now, but nothing tests it", actions: ["Show Findings", "Reply"] },
+            ]);
+            assert.ok(!h.shown().includes("review-ext-cli"), "the reviewer is shown under ext-cli, not as an agent");
+            const node = tree().agentNode(reviewed.id);
+            assert.match(String(item(node).description), / · ✗ changes requested/);
+            assert.match(String(item(node).contextValue), /\bfindings\b/);
+            const first = (await children(node))[0]!;
+            assert.equal(first.kind, "review");
+            assert.equal(item(first).label, "Review: changes requested by asker");
+            assert.equal(item(first).collapsibleState, vscode.TreeItemCollapsibleState.Expanded);
+            assert.match(String(item(first).contextValue), /^bgagentsReview reviewer findings$/);
+            const findings = await children(first);
+            assert.deepEqual(
+                findings.map((f) => [item(f).label, item(f).description]),
+                [
+                    ["add has no test", "calc.go:5"],
+                    ["NOTES.md only repeats the task", "NOTES.md:1"],
+                ],
+            );
+            assert.deepEqual(tree().getParent(findings[0]!), first);
+
+            // Show Findings: problems on the worktree's files.
+            const uris = (await vscode.commands.executeCommand("bgagents.showFindings", reviewed.id)) as vscode.Uri[];
+            const calc = vscode.Uri.file(path.join(reviewed.worktree, "calc.go"));
+            assert.deepEqual(uris.map((u) => u.fsPath).sort(), [path.join(reviewed.worktree, "NOTES.md"), calc.fsPath]);
+            const diags = vscode.languages.getDiagnostics(calc).filter((d) => d.source?.startsWith("review by") === true);
+            assert.equal(diags.length, 1);
+            assert.equal(diags[0]!.message, "add has no test");
+            assert.equal(diags[0]!.range.start.line, 4);
+            assert.equal(diags[0]!.severity, vscode.DiagnosticSeverity.Warning);
+
+            // A finding opens its file in the worktree at its line.
+            const opened = (await vscode.commands.executeCommand("bgagents.openFinding", findings[0])) as string;
+            assert.equal(opened, calc.fsPath);
+            const editor = vscode.window.activeTextEditor;
+            assert.equal(editor?.document.uri.fsPath, calc.fsPath);
+            assert.equal(editor.selection.active.line, 4);
+            assert.equal(notices.length, 1, "announced once");
+            await vscode.commands.executeCommand("workbench.action.closeAllEditors");
+        } finally {
+            sub2.dispose();
+        }
+    });
+
+    await r.test("conflicts: two agents changing the same line warn on their rows and name each other in a child; merging one makes the other conflict with main, and its merge is refused with the daemon's reason", async () => {
+        await h.spawn({ task: "Left side of the line", name: "ext-left" });
+        await h.spawn({ task: "Right side of the line", name: "ext-right" });
+        await h.waitState("ext-left", ["succeeded"]);
+        await h.waitState("ext-right", ["succeeded"]);
+        const hasConflict = (name: string, other: string) => {
+            const a = h.agentNamed(name);
+            return a?.conflicts?.some((c) => c.name === other && (c.files ?? []).includes("NOTES.md")) === true ? a : undefined;
+        };
+        const left = await waitFor("ext-left to conflict with ext-right", 15_000, () => hasConflict("ext-left", "ext-right"), ctx().store.onDidChange);
+        await waitFor("ext-right to conflict with ext-left", 15_000, () => hasConflict("ext-right", "ext-left"), ctx().store.onDidChange);
+        const node = tree().agentNode(left.id);
+        assert.match(String(item(node).description), / · ⚠ conflicts with /);
+        const conflict = (await children(node)).find((c) => c.kind === "conflict" && String(item(c).label) === "Conflicts with ext-right: NOTES.md");
+        assert.ok(conflict, `children: ${(await children(node)).map((c) => String(item(c).label)).join(" | ")}`);
+        assert.equal((item(conflict).iconPath as vscode.ThemeIcon).id, "warning");
+        assert.equal(item(conflict).contextValue, "bgagentsConflict integrate");
+
+        const merged = (await vscode.commands.executeCommand("bgagents.merge", left.id, { confirm: false })) as Agent | undefined;
+        assert.equal(merged?.state, "merged");
+        const right = await waitFor(
+            "ext-right to conflict with main",
+            15_000,
+            () => {
+                const a = h.agentNamed("ext-right");
+                return a?.conflicts?.some((c) => c.base === "main") === true ? a : undefined;
+            },
+            ctx().store.onDidChange,
+        );
+        assert.match(String(item(tree().agentNode(right.id)).description), /⚠ conflicts with base main/);
+        const f = await failed("merge", () => vscode.commands.executeCommand("bgagents.merge", right.id, { confirm: false }));
+        assert.equal(f.code, -32044);
+        assert.match(f.message, /bgagents\/ext-right into main would conflict in: NOTES\.md/);
+        assert.equal(h.agentNamed("ext-right")?.state, "succeeded");
+    });
+
+    await r.test("push: an unknown remote is refused with the daemon's message; to a local bare remote the branch lands there and the row says so", async () => {
+        const right = h.agentNamed("ext-right");
+        assert.ok(right);
+        const bad = await failed("push", () => vscode.commands.executeCommand("bgagents.push", right.id, { remote: "nowhere" }));
+        assert.equal(bad.code, -32602);
+        assert.match(bad.message, /nowhere/);
+        const bare = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "bgagents-remote-")), "remote.git");
+        await exec("git", ["init", "-q", "--bare", bare], REPO);
+        await git(["remote", "add", "origin", bare]);
+        const pushed = (await vscode.commands.executeCommand("bgagents.push", right.id, {})) as Agent | undefined;
+        assert.equal(pushed?.pushed?.remote, "origin");
+        assert.equal(pushed.pushed.branch, "bgagents/ext-right");
+        assert.equal((await exec("git", ["--git-dir", bare, "rev-parse", "refs/heads/bgagents/ext-right"], REPO)).trim(), pushed.pushed.commit);
+        assert.match(String(item(tree().agentNode(right.id)).description), / · pushed to origin$/);
+        assert.match(String((item(tree().agentNode(right.id)).tooltip as vscode.MarkdownString).value), /Pushed to `origin\/bgagents\/ext-right`/);
+    });
+
+    await r.test("pull request without a usable gh: the daemon's message (with its remedy) is shown as it is", async () => {
+        const right = h.agentNamed("ext-right");
+        assert.ok(right);
+        const f = await failed("pullRequest", () => vscode.commands.executeCommand("bgagents.pullRequest", right.id, { title: "Keep the right side" }));
+        assert.equal(f.code, -32050);
+        const gh = (process.env["PATH"] ?? "").split(path.delimiter).some((d) => d !== "" && fs.existsSync(path.join(d, "gh")));
+        if (!gh) {
+            assert.equal(
+                f.message,
+                "the GitHub CLI (gh) is not installed, so no pull request can be opened: install it (https://cli.github.com) and run `gh auth login`, or run `bgagents push ext-right` and open the pull request on your forge",
+            );
+        } else assert.match(f.message, /gh/);
+        assert.equal(h.agentNamed("ext-right")?.pullRequest, undefined);
+    });
+
+    await r.test("pipeline: a step spawned after an agent waits for it (its row says so), then starts on its branch", async () => {
+        const gate = path.join(GATES, "ext-dep");
+        await h.spawn({ task: `First step WAIT ${gate}`, name: "ext-dep" });
+        await h.waitState("ext-dep", ["running"]);
+        const step = (await vscode.commands.executeCommand("bgagents.spawn", { task: "Second step", name: "ext-step", after: "ext-dep" })) as Agent | undefined;
+        assert.equal(step?.after, h.agentNamed("ext-dep")?.id);
+        const queued = await h.waitState("ext-step", ["queued"]);
+        assert.match(String(item(tree().agentNode(queued.id)).description), / · waiting for ext-dep$/);
+        assert.match(String((item(tree().agentNode(queued.id)).tooltip as vscode.MarkdownString).value), /After ext\\?-dep: waits until it has succeeded/);
+        fs.writeFileSync(gate, "");
+        const done = await h.waitState("ext-step", ["succeeded", "failed"], 30_000);
+        assert.equal(done.state, "succeeded", done.error);
+        assert.equal(done.base, "bgagents/ext-dep");
+        assert.match(String(item(tree().agentNode(done.id)).description), / · after ext-dep/);
+    });
+
+    await r.test("fan-out: two variants are one group node; Integrate Variants on it starts an agent that merges both branches", async () => {
+        const first = (await vscode.commands.executeCommand("bgagents.spawn", { task: "Two ways to say it", name: "ext-ways", variants: 2 })) as Agent | undefined;
+        assert.ok(first?.group, "spawn returned no variant");
+        const v1 = await h.waitState("ext-ways-v1", ["succeeded"]);
+        const v2 = await h.waitState("ext-ways-v2", ["succeeded"]);
+        const roots = (await tree().getChildren()) ?? [];
+        const group = roots.find((n) => n.kind === "group");
+        assert.ok(group, "no group node");
+        assert.equal(item(group).label, "Two ways to say it — 2 variants");
+        assert.equal(item(group).contextValue, "bgagentsGroup integrate");
+        assert.deepEqual((await children(group)).map((n) => (n.kind === "agent" ? ctx().store.get(n.id)?.name : n.kind)), ["ext-ways-v1", "ext-ways-v2"]);
+        assert.deepEqual(tree().getParent(tree().agentNode(v2.id)), group);
+        assert.ok(!roots.some((n) => n.kind === "agent" && (n.id === v1.id || n.id === v2.id)), "variants are under the group only");
+        const integration = (await vscode.commands.executeCommand("bgagents.integrateVariants", group, {})) as Agent | undefined;
+        assert.equal(integration?.name, "integrate-ext-ways-v1");
+        assert.deepEqual(integration.integrates, [v1.id, v2.id]);
+        const done = await h.waitState("integrate-ext-ways-v1", ["succeeded", "failed"], 30_000);
+        assert.equal(done.state, "succeeded", done.error);
+        assert.match(String(item(tree().agentNode(done.id)).description), / · integrates ext-ways-v1, ext-ways-v2/);
+    });
+
+    sub.dispose();
 }
 
 /** The (original, modified) pairs of the active diff tab: a diff editor or a multi-file diff editor. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { suite, test } from "node:test";
 
-import { agentChoices, modelChoices } from "../../src/choices";
+import { agentChoices, modelChoices, reviewerChoices, variantChoices } from "../../src/choices";
 import type { AgentsResult } from "../../src/lsp_ext";
 
 // What bgagents/agents answers (docs/protocol.md §4.15).
@@ -69,6 +69,56 @@ suite("model choices", () => {
         assert.deepEqual(
             c.map((x) => x.label),
             ["opus", "sonnet", "Other…"],
+        );
+    });
+});
+
+suite("reviewer choices", () => {
+    test("another vendor than the writer's first, then the daemon's default, then the rest; no agent without a read-only mode", () => {
+        const c = reviewerChoices({ agent: "script", provider: "command" }, result);
+        assert.deepEqual(
+            c.map((x) => [x.label, x.value]),
+            [
+                ["reviewer", "reviewer"],
+                ["Default reviewer", undefined],
+                ["claude", "claude"],
+            ],
+        );
+        assert.match(c[0]!.description ?? "", /another vendor than the writer's \(command\)/);
+        assert.equal(c[0]!.model, "opus", "the reviewer's configured model is offered in the model step");
+        assert.ok(!c.some((x) => x.label === "script" || x.label === "broken"), "command agents and agents that cannot run are left out");
+    });
+
+    test("a claude writer: the default first when no other vendor can run", () => {
+        const c = reviewerChoices({ agent: "reviewer", provider: "claude" }, result);
+        assert.deepEqual(
+            c.map((x) => x.label),
+            ["Default reviewer", "reviewer", "claude"],
+        );
+    });
+
+    test("when the daemon cannot list agents: the default and the other vendors", () => {
+        const c = reviewerChoices({ agent: "claude", provider: "claude" }, undefined);
+        assert.deepEqual(
+            c.map((x) => x.label),
+            ["Default reviewer", "codex", "gemini", "opencode", "aider", "copilot"],
+        );
+    });
+});
+
+suite("variant choices", () => {
+    test("one agent: two to five attempts; several: one per agent, or two each", () => {
+        assert.deepEqual(
+            variantChoices(1).map((c) => c.value),
+            ["2", "3", "4", "5"],
+        );
+        assert.deepEqual(
+            variantChoices(2).map((c) => c.label),
+            ["2 variants", "4 variants"],
+        );
+        assert.deepEqual(
+            variantChoices(6).map((c) => c.value),
+            ["6"],
         );
     });
 });

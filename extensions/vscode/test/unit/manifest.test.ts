@@ -52,7 +52,7 @@ suite("manifest", () => {
 
     test("Show Log, Merge and Discard are inline actions of an agent, with icons, and stay in the context menu", () => {
         const items = manifest.contributes.menus["view/item/context"] ?? [];
-        for (const command of ["bgagents.showLog", "bgagents.merge", "bgagents.discard", "bgagents.openWorktree", "bgagents.showDiff", "bgagents.followUp", "bgagents.cancel"]) {
+        for (const command of ["bgagents.showLog", "bgagents.merge", "bgagents.discard", "bgagents.openWorktree", "bgagents.showDiff", "bgagents.followUp", "bgagents.cancel", "bgagents.review"]) {
             const inline = items.filter((i) => i.command === command && i.group?.startsWith("inline") === true);
             const menu = items.filter((i) => i.command === command && i.group?.startsWith("inline") !== true);
             assert.equal(inline.length, 1, `${command} inline`);
@@ -60,5 +60,27 @@ suite("manifest", () => {
             assert.equal(inline[0]!.when, menu[0]!.when, `${command}: the same condition inline and in the menu`);
             assert.match(manifest.contributes.commands.find((c) => c.command === command)?.icon ?? "", /^\$\([a-z-]+\)$/, `${command} icon`);
         }
+    });
+
+    test("landing: every menu entry names a contributed command with a codicon; agent rows offer push, pull request, findings and spawn after by their contextValue words; groups and conflicts offer integration", () => {
+        const commands = new Map(manifest.contributes.commands.map((c) => [c.command, c] as const));
+        for (const [menu, items] of Object.entries(manifest.contributes.menus)) {
+            for (const i of items) {
+                assert.ok(commands.has(i.command), `${menu}: ${i.command} is not contributed`);
+                assert.match(commands.get(i.command)?.icon ?? "", /^\$\([a-z-]+\)$/, `${i.command} icon`);
+            }
+        }
+        const items = manifest.contributes.menus["view/item/context"] ?? [];
+        const when = (command: string) => items.filter((i) => i.command === command).map((i) => i.when ?? "");
+        const matches = (command: string, contextValue: string) => when(command).some((w) => new RegExp(/viewItem =~ \/(.*)\/$/.exec(w)?.[1] ?? "^$").test(contextValue));
+        const row = "agent state-succeeded open diff followup merge discard review findings push follow";
+        for (const c of ["bgagents.push", "bgagents.pullRequest", "bgagents.showFindings", "bgagents.spawnAfter", "bgagents.review"]) assert.ok(matches(c, row), `${c} on an agent row`);
+        assert.ok(matches("bgagents.integrateVariants", "bgagentsGroup integrate"));
+        assert.ok(!matches("bgagents.integrateVariants", "bgagentsGroup"));
+        assert.ok(matches("bgagents.integrate", "bgagentsConflict integrate"));
+        assert.ok(matches("bgagents.showLog", "bgagentsReview reviewer cancel findings") && matches("bgagents.cancel", "bgagentsReview reviewer cancel findings"));
+        assert.ok(!matches("bgagents.review", "bgagentsReview reviewer findings") && !matches("bgagents.merge", "bgagentsReview reviewer findings"));
+        const palette = manifest.contributes.menus["commandPalette"] ?? [];
+        for (const hidden of ["bgagents.openFinding", "bgagents.integrateVariants"]) assert.ok(palette.some((p) => p.command === hidden && p.when === "false"), `${hidden} is hidden from the palette`);
     });
 });

@@ -18,6 +18,7 @@ import {
     formatDiffStat,
     formatTokens,
     inScope,
+    integrable,
     isLive,
     noticeFor,
     parseTime,
@@ -28,6 +29,7 @@ import {
     statusTooltip,
     tooltip,
 } from "../../src/model";
+import type { Agent } from "../../src/lsp_ext";
 import { agent } from "./fixtures";
 
 const NOW = new Date("2026-11-21T16:10:00Z");
@@ -53,13 +55,15 @@ suite("states", () => {
 });
 
 suite("abilities", () => {
-    test("a succeeded agent can be opened, diffed, continued, merged and discarded, not cancelled", () => {
-        assert.deepEqual(abilities(agent()), { open: true, diff: true, followUp: true, cancel: false, merge: true, discard: true });
-        assert.equal(contextValue(agent()), "agent state-succeeded open diff followup merge discard");
+    const none = { review: false, push: false, integrate: false, follow: false, findings: false };
+
+    test("a succeeded agent can be opened, diffed, continued, merged, discarded, reviewed, pushed, integrated and followed, not cancelled", () => {
+        assert.deepEqual(abilities(agent()), { open: true, diff: true, followUp: true, cancel: false, merge: true, discard: true, review: true, push: true, integrate: true, follow: true, findings: false });
+        assert.equal(contextValue(agent()), "agent state-succeeded open diff followup merge discard review push follow");
     });
 
-    test("a running agent can be opened, diffed, cancelled and (with force) discarded", () => {
-        assert.deepEqual(abilities(agent({ state: "running" })), { open: true, diff: true, followUp: false, cancel: true, merge: false, discard: true });
+    test("a running agent can be opened, diffed, cancelled, (with force) discarded and followed by a pipeline step", () => {
+        assert.deepEqual(abilities(agent({ state: "running" })), { open: true, diff: true, followUp: false, cancel: true, merge: false, discard: true, ...none, follow: true });
     });
 
     test("a queued agent has no worktree yet", () => {
@@ -74,14 +78,38 @@ suite("abilities", () => {
         assert.ok(a.followUp && a.cancel && a.merge && a.open);
     });
 
-    test("a cleaned-up agent can only be discarded", () => {
-        assert.deepEqual(abilities(agent({ cleaned: true })), { open: false, diff: false, followUp: false, cancel: false, merge: false, discard: true });
+    test("a cleaned-up agent can only be discarded (and followed: a step starts where it ended)", () => {
+        assert.deepEqual(abilities(agent({ cleaned: true })), { open: false, diff: false, followUp: false, cancel: false, merge: false, discard: true, ...none, follow: true });
     });
 
     test("merged and discarded agents can only be diffed (against their recorded head)", () => {
         for (const state of ["merged", "discarded"] as const) {
-            assert.deepEqual(abilities(agent({ state })), { open: false, diff: true, followUp: false, cancel: false, merge: false, discard: false }, state);
+            assert.deepEqual(abilities(agent({ state })), { open: false, diff: true, followUp: false, cancel: false, merge: false, discard: false, ...none }, state);
         }
+    });
+
+    test("review needs commits; reviewers and read-only agents are neither reviewed, pushed nor integrated", () => {
+        assert.equal(abilities(agent({ diff: { commits: 0, files: 0, additions: 0, deletions: 0 } })).review, false);
+        const reviewer = agent({ reviewOf: "6fe56ba08ed4", readOnly: true });
+        const a = abilities(reviewer);
+        assert.ok(!a.review && !a.push && !a.integrate && !a.follow);
+        assert.doesNotMatch(contextValue(reviewer), /\b(review|push|follow)\b/);
+        // A failed or cancelled agent's branch can still be reviewed and pushed; a pipeline step cannot follow it.
+        for (const state of ["failed", "cancelled", "needs_input"] as const) {
+            const x = abilities(agent({ state }));
+            assert.ok(x.review && x.push && x.integrate, state);
+        }
+        assert.equal(abilities(agent({ state: "failed" })).follow, false);
+    });
+
+    test("findings: the latest review that ended has some", () => {
+        const r = { id: "r1", name: "review-fix-add", agent: "codex", head: "abc", state: "succeeded" as const, createdAt: "2026-11-21T16:01:00Z" };
+        assert.equal(abilities(agent({ reviews: [{ ...r, verdict: "approve" }] })).findings, false);
+        const withFindings = agent({ reviews: [{ ...r, verdict: "request_changes", findings: [{ message: "no test" }] }] });
+        assert.equal(abilities(withFindings).findings, true);
+        assert.match(contextValue(withFindings), /\bfindings\b/);
+        // A newer review still at work: the findings of the one that ended are shown.
+        assert.equal(abilities(agent({ reviews: [...withFindings.reviews!, { ...r, id: "r2", state: "running" }] })).findings, true);
     });
 
     test("cancelled agents keep their worktree for merge or discard but cannot be continued", () => {
@@ -122,6 +150,26 @@ suite("formatting", () => {
         assert.equal(describe(withCost, NOW), "bgagents/fix-add · 10m · 2 files +10 −3 · $1.50");
         assert.equal(describe(agent({ cleaned: true }), NOW), "bgagents/fix-add · 10m · no changes");
         assert.equal(describe(agent({ state: "running", diff: { commits: 0, files: 0, additions: 0, deletions: 0 } }), NOW), "bgagents/fix-add · 10m");
+    });
+
+    test("the description adds the landing notes: variant's agent, pipeline step, review, conflicts, pull request", () => {
+        const names: Record<string, string> = { d1: "dep", o1: "other" };
+        const nameOf = (id: string) => names[id];
+        assert.equal(describe(agent({ state: "queued", after: "d1", diff: { commits: 0, files: 0, additions: 0, deletions: 0 } }), NOW, nameOf), "bgagents/fix-add · 10m · waiting for dep");
+        assert.equal(describe(agent({ after: "d1" }), NOW, nameOf), "bgagents/fix-add · 10m · 2 files +10 −3 · after dep");
+        assert.equal(describe(agent({ group: "g", variant: 2, agent: "codex" }), NOW, nameOf), "codex · bgagents/fix-add · 10m · 2 files +10 −3");
+        const busy = agent({
+            conflicts: [{ agent: "o1", files: ["NOTES.md"] }, { base: "main", files: ["calc.go"] }],
+            reviews: [{ id: "r", name: "review-fix-add", agent: "asker", head: "h", state: "succeeded", verdict: "request_changes", createdAt: "2026-11-21T16:01:00Z" }],
+            pullRequest: "https://github.com/acme/app/pull/7",
+            pushed: { remote: "origin", branch: "bgagents/fix-add", commit: "0123456789", at: "2026-11-21T16:02:00Z" },
+        });
+        assert.equal(describe(busy, NOW, nameOf), "bgagents/fix-add · 10m · 2 files +10 −3 · ✗ changes requested · ⚠ conflicts with base main, other · PR #7");
+        const t = tooltip(busy, NOW, nameOf);
+        assert.match(t, /⚠ Conflicts with other: NOTES\\\.md/);
+        assert.match(t, /Pushed to `origin\/bgagents\/fix-add` at `0123456`/);
+        assert.match(t, /Pull request: https:\/\/github\.com\/acme\/app\/pull\/7/);
+        assert.match(tooltip(agent({ state: "queued", after: "d1" }), NOW, nameOf), /After dep: waits until it has succeeded/);
     });
 
     test("tooltip names the state, task, error and questions", () => {
@@ -190,6 +238,47 @@ suite("tree", () => {
         assert.ok(!inScope("/tmp/bgx/repo", { roots: [], folders: ["/tmp/bg"] }), "a sibling with a common prefix is outside");
         assert.ok(!inScope("/tmp/other", { roots: ["/tmp/bg/repo"], folders: ["/tmp/bg/repo"] }));
         assert.equal(buildTree([a1, other], { roots: [], folders: ["/tmp"] }).length, 2);
+    });
+
+    test("variants of a fan-out are one entry, by variant, where the newest would be; a lone variant is an agent", () => {
+        const v = (n: number, over: Partial<Agent> = {}) =>
+            agent({ id: `v${n}`, name: `try-v${n}`, task: "Try two ways\nwith details", group: "g1", variant: n, createdAt: "2026-11-21T16:03:00Z", ...over });
+        const newest = agent({ id: "n", name: "newest", createdAt: "2026-11-21T16:09:00Z" });
+        const [g] = buildTree([a1, v(2), v(1), newest, a2], repoScope);
+        assert.deepEqual(
+            g!.entries.map((e) => (e.kind === "agent" ? e.agent.name : `${e.label} [${e.agents.map((a) => a.name).join(" ")}]`)),
+            ["newest", "two", "Try two ways — 2 variants [try-v1 try-v2]", "one"],
+        );
+        assert.deepEqual(
+            g!.agents.map((a) => a.name),
+            ["newest", "two", "try-v1", "try-v2", "one"],
+            "agents: every shown agent (pickers), newest first",
+        );
+        // One variant was discarded: the other is shown as an agent.
+        const [h] = buildTree([v(1), v(2, { state: "discarded" })], repoScope);
+        assert.deepEqual(h!.entries, [{ kind: "agent", agent: v(1) }]);
+    });
+
+    test("integrable: every variant ended and two or more have work", () => {
+        const v1 = agent({ id: "v1", group: "g", variant: 1 });
+        const v2 = agent({ id: "v2", group: "g", variant: 2 });
+        assert.deepEqual(integrable([v1, v2])?.map((a) => a.id), ["v1", "v2"]);
+        assert.equal(integrable([v1, { ...v2, state: "running" }]), undefined, "one still works");
+        assert.equal(integrable([v1, { ...v2, cleaned: true }]), undefined, "one changed nothing");
+        assert.deepEqual(integrable([v1, v2, agent({ id: "v3", cleaned: true })])?.map((a) => a.id), ["v1", "v2"]);
+    });
+
+    test("reviewers show under the agent they review, not as agents; one whose agent is gone only while it works", () => {
+        const reviewer = agent({ id: "r", name: "review-one", reviewOf: "a1", readOnly: true, createdAt: "2026-11-21T16:08:00Z" });
+        assert.deepEqual(
+            buildTree([a1, reviewer], repoScope)[0]!.agents.map((a) => a.name),
+            ["one"],
+        );
+        assert.deepEqual(
+            buildTree([merged, { ...reviewer, reviewOf: "a3", state: "running" }], repoScope)[0]!.agents.map((a) => a.name),
+            ["review-one"],
+        );
+        assert.deepEqual(buildTree([merged, { ...reviewer, reviewOf: "a3" }], repoScope), []);
     });
 
     test("counts only agents of the scope", () => {
@@ -317,6 +406,10 @@ suite("notifications", () => {
 
     test("without changes: only the log", () => {
         assert.deepEqual(noticeFor(running, agent({ cleaned: true }), since)?.actions, ["Show Log"]);
+    });
+
+    test("a reviewer's end is not announced by itself (its verdict is, on the agent it reviews)", () => {
+        assert.equal(noticeFor(running, agent({ reviewOf: "x", readOnly: true, cleaned: true }), since), undefined);
     });
 
     test("no notification for the same state, live states, or agents that ended before the window started", () => {
