@@ -772,7 +772,10 @@ func TestCancelRightAfterStartIsCancelled(t *testing.T) {
 
 func TestAgentsListsConfiguredAndKnownAgents(t *testing.T) {
 	d := startInProcess(t, time.Second)
-	repo := testenv.NewRepo(t, "\n[agents.ghost]\ncommand = [\"no-such-agent-binary\", \"{prompt}\"]\n")
+	repo := testenv.NewRepo(t, "\n[agents.ghost]\ncommand = [\"no-such-agent-binary\", \"{prompt}\"]\n\n[review]\nagent = \"codex\"\nmodel = \"o3\"\n\n[push]\nremote = \"fork\"\n")
+	testenv.Git(t, repo.Dir, "remote", "add", "upstream", "https://example.invalid/app.git")
+	testenv.Git(t, repo.Dir, "remote", "add", "fork", "https://example.invalid/fork.git")
+	pathWithGitOnly(t) // the daemon runs in this process: gh is not found
 	c := d.client(t)
 	var res server.AgentsResult
 	if err := c.Call(context.Background(), server.MethodAgents, server.AgentsParams{Repo: repo.Dir}, &res); err != nil {
@@ -788,7 +791,22 @@ func TestAgentsListsConfiguredAndKnownAgents(t *testing.T) {
 	if g := byName["ghost"]; !g.Configured || g.Installed || !strings.Contains(g.Problem, "no-such-agent-binary") {
 		t.Errorf("ghost %+v", g)
 	}
-	if cl, ok := byName["claude"]; !ok || cl.Configured || cl.Provider != "claude" {
+	if cl, ok := byName["claude"]; !ok || cl.Configured || cl.Provider != "claude" || !cl.ReadOnly {
 		t.Errorf("claude %+v", cl)
+	}
+	if byName["test"].ReadOnly {
+		t.Errorf("a command agent has no read-only mode: %+v", byName["test"])
+	}
+	if res.Review != (server.ReviewDefaults{Agent: "codex", Model: "o3"}) {
+		t.Errorf("review defaults %+v", res.Review)
+	}
+	if res.Push.Remote != "fork" || strings.Join(res.Push.Remotes, ",") != "fork,upstream" || res.Push.GH {
+		t.Errorf("push defaults %+v", res.Push)
+	}
+	if err := os.WriteFile(filepath.Join(os.Getenv("PATH"), "gh"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Call(context.Background(), server.MethodAgents, server.AgentsParams{Repo: repo.Dir}, &res); err != nil || !res.Push.GH {
+		t.Errorf("gh on PATH not seen: %+v %v", res.Push, err)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"go.lsp.dev/jsonrpc2"
@@ -234,7 +236,15 @@ func (s *Session) agentsList(ctx context.Context, params json.RawMessage) (any, 
 	if err != nil {
 		return nil, agents.Errorf(agents.ErrConfig, "%w", err)
 	}
-	res := AgentsResult{Default: cfg.DefaultAgent(), Agents: []AgentInfo{}}
+	res := AgentsResult{Default: cfg.DefaultAgent(), Agents: []AgentInfo{},
+		Review: ReviewDefaults{Agent: cfg.Review.Agent, Model: cfg.Review.Model, Auto: cfg.Review.Auto},
+		Push:   PushDefaults{Remote: cfg.PushRemote(), Remotes: []string{}}}
+	if out, err := worktree.Git(ctx, repo, "remote"); err == nil {
+		res.Push.Remotes = append(res.Push.Remotes, strings.Fields(out)...)
+	}
+	if _, err := exec.LookPath("gh"); err == nil {
+		res.Push.GH = true
+	}
 	seen := map[string]bool{}
 	add := func(name string, configured bool) {
 		spec, err := cfg.Spec(name)
@@ -248,6 +258,8 @@ func (s *Session) agentsList(ctx context.Context, params json.RawMessage) (any, 
 			if err != nil {
 				info.Problem = err.Error()
 			}
+			_, _, err = prov.Command(spec, providers.Task{Prompt: "x", Worktree: repo, ReadOnly: true})
+			info.ReadOnly = err == nil || errors.Is(err, providers.ErrNotInstalled)
 		}
 		seen[name] = true
 		res.Agents = append(res.Agents, info)

@@ -179,6 +179,29 @@ type AgentsResult struct {
 	// Default is the agent a spawn without one runs.
 	Default string      `json:"default"`
 	Agents  []AgentInfo `json:"agents"`
+	// Review is the repository's [review] table: who reviews by default.
+	Review ReviewDefaults `json:"review"`
+	// Push says where push and pull requests go.
+	Push PushDefaults `json:"push"`
+}
+
+// ReviewDefaults is [review]: the reviewer a review without an agent runs
+// ("" means the writer's own agent) and whether reviews start by themselves.
+type ReviewDefaults struct {
+	Agent string `json:"agent,omitempty"`
+	Model string `json:"model,omitempty"`
+	Auto  bool   `json:"auto"`
+}
+
+// PushDefaults is where bgagents/push and bgagents/pullRequest go.
+type PushDefaults struct {
+	// Remote is the default remote ([push] remote, else "origin").
+	Remote string `json:"remote"`
+	// Remotes are the repository's remotes.
+	Remotes []string `json:"remotes"`
+	// GH is set when the GitHub CLI is on the daemon's PATH (whether it is
+	// logged in is only known when a pull request is asked for).
+	GH bool `json:"gh"`
 }
 
 // AgentInfo describes one agent a spawn may name.
@@ -192,6 +215,8 @@ type AgentInfo struct {
 	Installed bool `json:"installed"`
 	// Problem says why it cannot run (not installed: how to install it).
 	Problem string `json:"problem,omitempty"`
+	// ReadOnly is set when it has a read-only mode, so it can review.
+	ReadOnly bool `json:"readOnly"`
 }
 
 // MessageParams sends a follow-up to an agent that stopped (needs_input,

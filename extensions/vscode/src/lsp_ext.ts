@@ -94,6 +94,7 @@ export interface AgentInfo {
   configured: boolean;
   installed: boolean;
   problem?: string;
+  readOnly: boolean;
 }
 
 export interface AgentResult {
@@ -107,6 +108,8 @@ export interface AgentsParams {
 export interface AgentsResult {
   default: string;
   agents: AgentInfo[] | null;
+  review: ReviewDefaults;
+  push: PushDefaults;
 }
 
 export interface Conflict {
@@ -297,6 +300,12 @@ export interface Push {
   at: string;
 }
 
+export interface PushDefaults {
+  remote: string;
+  remotes: string[] | null;
+  gh: boolean;
+}
+
 export interface PushParams {
   id: string;
   repo?: string;
@@ -326,6 +335,12 @@ export interface Review {
   error?: string;
   createdAt: string;
   finishedAt?: string | null;
+}
+
+export interface ReviewDefaults {
+  agent?: string;
+  model?: string;
+  auto: boolean;
 }
 
 export interface ReviewParams {

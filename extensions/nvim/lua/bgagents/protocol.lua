@@ -86,6 +86,7 @@
 ---@field configured boolean
 ---@field installed boolean
 ---@field problem? string
+---@field readOnly boolean
 
 ---@class bgagents.AgentResult
 ---@field agent bgagents.Agent|nil
@@ -96,6 +97,8 @@
 ---@class bgagents.AgentsResult
 ---@field default string
 ---@field agents bgagents.AgentInfo[]|nil
+---@field review bgagents.ReviewDefaults
+---@field push bgagents.PushDefaults
 
 ---@class bgagents.Conflict
 ---@field agent? string
@@ -258,6 +261,11 @@
 ---@field commit string
 ---@field at string
 
+---@class bgagents.PushDefaults
+---@field remote string
+---@field remotes string[]|nil
+---@field gh boolean
+
 ---@class bgagents.PushParams
 ---@field id string
 ---@field repo? string
@@ -285,6 +293,11 @@
 ---@field error? string
 ---@field createdAt string
 ---@field finishedAt? string|nil
+
+---@class bgagents.ReviewDefaults
+---@field agent? string
+---@field model? string
+---@field auto boolean
 
 ---@class bgagents.ReviewParams
 ---@field id string
