@@ -8,12 +8,14 @@ import type { AgentsResult } from "../../src/lsp_ext";
 const result: AgentsResult = {
     default: "script",
     agents: [
-        { name: "reviewer", provider: "claude", model: "opus", configured: true, installed: true },
-        { name: "script", provider: "command", configured: true, installed: true },
-        { name: "broken", provider: "codex", configured: true, installed: false, problem: 'agent executable not found: "codex" is not on PATH' },
-        { name: "aider", provider: "aider", configured: false, installed: false, problem: "agent executable not found" },
-        { name: "claude", provider: "claude", configured: false, installed: true },
+        { name: "reviewer", provider: "claude", model: "opus", configured: true, installed: true, readOnly: true },
+        { name: "script", provider: "command", configured: true, installed: true, readOnly: false },
+        { name: "broken", provider: "codex", configured: true, installed: false, problem: 'agent executable not found: "codex" is not on PATH', readOnly: true },
+        { name: "aider", provider: "aider", configured: false, installed: false, problem: "agent executable not found", readOnly: true },
+        { name: "claude", provider: "claude", configured: false, installed: true, readOnly: true },
     ],
+    review: { auto: false },
+    push: { remote: "origin", remotes: ["origin"], gh: false },
 };
 
 suite("agent choices", () => {
