@@ -181,3 +181,51 @@ func TestLSPCodeActionSpawnsAgentWithSelection(t *testing.T) {
 func (d *inproc) getAgent(t *testing.T, id string) *agents.Agent {
 	return get(t, d.client(t), id)
 }
+
+// A preparation's progress says what a queued pipeline step waits for, is
+// cancellable (cancelling it cancels the agent), and ends when the agent
+// leaves the queue any other way than by starting.
+func TestLSPProgressOfQueuedStepCancels(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "")
+	lc := d.lsp(t)
+	if err := lc.call(t, "initialize", map[string]any{
+		"processId": nil, "rootUri": "file://" + repo.Dir,
+		"capabilities": map[string]any{"window": map[string]any{"workDoneProgress": true}},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	gate := filepath.Join(t.TempDir(), "gate")
+	var first, step server.AgentResult
+	if err := lc.call(t, server.MethodSpawn, server.SpawnParams{Repo: repo.Dir, Task: "waitfile " + gate + "; write a.txt a", Name: "first"}, &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.call(t, server.MethodSpawn, server.SpawnParams{Repo: repo.Dir, Task: "write b.txt b", After: "first", Name: "step"}, &step); err != nil {
+		t.Fatal(err)
+	}
+	token := "bgagents-" + step.Agent.ID
+	begin := lc.wait(t, "the step's progress", func(n server.Note) bool {
+		return n.Method == "$/progress" && strings.Contains(string(n.Params), token) && strings.Contains(string(n.Params), `"begin"`)
+	})
+	if !strings.Contains(string(begin.Params), `"cancellable":true`) {
+		t.Errorf("progress is not cancellable: %s", begin.Params)
+	}
+	lc.wait(t, "what the step waits for", func(n server.Note) bool {
+		return n.Method == "$/progress" && strings.Contains(string(n.Params), token) && strings.Contains(string(n.Params), "waiting for first to succeed")
+	})
+	if err := lc.conn.Notify(context.Background(), "window/workDoneProgress/cancel", map[string]any{"token": token}); err != nil {
+		t.Fatal(err)
+	}
+	end := lc.wait(t, "the step's progress end", func(n server.Note) bool {
+		return n.Method == "$/progress" && strings.Contains(string(n.Params), token) && strings.Contains(string(n.Params), `"end"`)
+	})
+	if !strings.Contains(string(end.Params), "cancelled") {
+		t.Errorf("progress end: %s", end.Params)
+	}
+	if got := d.getAgent(t, step.Agent.ID); got.State != agents.StateCancelled {
+		t.Errorf("step is %s after its progress was cancelled", got.State)
+	}
+	if err := lc.call(t, server.MethodCancel, server.IDParams{ID: first.Agent.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+}

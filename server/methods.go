@@ -195,7 +195,7 @@ func (s *Session) beginProgress(a *agents.Agent) {
 		return
 	}
 	_ = s.conn.Notify(s.ctx, "$/progress", map[string]any{"token": token, "value": map[string]any{
-		"kind": "begin", "title": "bgagents: preparing " + a.Name, "message": "queued", "cancellable": false,
+		"kind": "begin", "title": "bgagents: preparing " + a.Name, "message": "queued", "cancellable": true,
 	}})
 	s.mu.Lock()
 	s.spawned[a.ID] = token
@@ -207,7 +207,14 @@ func (s *Session) beginProgress(a *agents.Agent) {
 		if cur, err := mgr.Store().Get(ctx, a.ID); err == nil {
 			switch cur.State {
 			case agents.StateQueued:
-				_ = s.conn.Notify(s.ctx, "$/progress", progressParams(token, &agents.ProgressNotice{Message: "queued: waiting for a free slot"}))
+				msg := "queued: waiting for a free slot"
+				if cur.After != "" {
+					msg = "queued: waiting for the agent it follows to succeed"
+					if dep, err := mgr.Store().Get(ctx, cur.After); err == nil {
+						msg = "queued: waiting for " + dep.Name + " to succeed"
+					}
+				}
+				_ = s.conn.Notify(s.ctx, "$/progress", progressParams(token, &agents.ProgressNotice{Message: msg}))
 			case agents.StateProvisioning:
 				_ = s.conn.Notify(s.ctx, "$/progress", progressParams(token, &agents.ProgressNotice{Message: "creating worktree " + cur.Worktree}))
 			default:

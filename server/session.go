@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"time"
 
 	"go.lsp.dev/jsonrpc2"
 	"go.uber.org/zap"
@@ -114,6 +115,24 @@ func (s *Session) deliver(n agents.Notice) error {
 	case n.Agent != nil:
 		if err := s.conn.Notify(ctx, NotifyAgentChanged, AgentChangedParams{Agent: n.Agent}); err != nil {
 			return err
+		}
+		// A preparation that ends any other way than by starting the agent
+		// (cancelled while queued, a pipeline step whose predecessor
+		// failed) ends its progress here.
+		if st := n.Agent.State; st != agents.StateQueued && st != agents.StateProvisioning {
+			s.mu.Lock()
+			token, ok := s.spawned[n.Agent.ID]
+			delete(s.spawned, n.Agent.ID)
+			s.mu.Unlock()
+			if ok && token != "" {
+				msg := string(st)
+				if n.Agent.Error != "" && st != agents.StateRunning {
+					msg += ": " + n.Agent.Error
+				}
+				if err := s.conn.Notify(ctx, "$/progress", progressParams(token, &agents.ProgressNotice{Message: msg, Done: true})); err != nil {
+					return err
+				}
+			}
 		}
 		s.mu.Lock()
 		plain := s.isLSP && !s.notifies
@@ -279,11 +298,44 @@ func (s *Session) notification(method string, params json.RawMessage) {
 		if entry != nil {
 			entry.cancel()
 		}
+	case "window/workDoneProgress/cancel":
+		// The user cancelled a preparation's progress: cancel the agent.
+		var p struct {
+			Token string `json:"token"`
+		}
+		if json.Unmarshal(params, &p) != nil {
+			return
+		}
+		s.mu.Lock()
+		id := ""
+		for agentID, token := range s.spawned {
+			if token == p.Token {
+				id = agentID
+			}
+		}
+		s.mu.Unlock()
+		if id != "" {
+			go s.cancelFromProgress(id)
+		}
 	case "textDocument/didOpen", "textDocument/didChange", "textDocument/didClose":
 		s.syncDocument(method, params)
 	default:
 		// Unknown notifications are ignored, as JSON-RPC requires (there is
 		// no way to answer them).
+	}
+}
+
+// cancelFromProgress cancels an agent whose preparation progress the user
+// cancelled. It runs on its own goroutine: never on the read loop.
+func (s *Session) cancelFromProgress(id string) {
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+	defer cancel()
+	mgr, err := s.manager(ctx)
+	if err != nil {
+		return
+	}
+	if _, err := mgr.Cancel(ctx, id, ""); err != nil && !errors.Is(err, agents.ErrState) {
+		s.log.Warn("cancel from progress", zap.String("id", id), zap.Error(err))
 	}
 }
 
