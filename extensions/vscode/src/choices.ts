@@ -12,6 +12,8 @@ export interface Choice {
     other?: boolean;
     /** The agent's configured model, for the model step. */
     model?: string;
+    /** The agent's provider (vendor CLI), for the model step: models are offered per vendor. */
+    provider?: string;
 }
 
 /** The label of the default agent's entry when the daemon did not say which agent that is. */
@@ -43,6 +45,7 @@ export function agentChoices(setting: string, result: AgentsResult | undefined):
             // Without the setting, leave the choice to the daemon, which reads the config again.
             value: setting !== "" ? setting : undefined,
             ...(info?.model !== undefined && info.model !== "" ? { model: info.model } : {}),
+            ...(info !== undefined ? { provider: info.provider } : PROVIDERS.includes(def as (typeof PROVIDERS)[number]) ? { provider: def } : {}),
         });
         seen.add(def);
     } else {
@@ -51,13 +54,13 @@ export function agentChoices(setting: string, result: AgentsResult | undefined):
     for (const a of infos) {
         if (seen.has(a.name) || (!a.configured && !runnable(a))) continue;
         seen.add(a.name);
-        out.push({ label: a.name, description: describeAgent(a), value: a.name, ...(a.model !== undefined && a.model !== "" ? { model: a.model } : {}) });
+        out.push({ label: a.name, description: describeAgent(a), value: a.name, provider: a.provider, ...(a.model !== undefined && a.model !== "" ? { model: a.model } : {}) });
     }
     if (result === undefined) {
         for (const p of PROVIDERS) {
             if (seen.has(p)) continue;
             seen.add(p);
-            out.push({ label: p, description: "provider", value: p });
+            out.push({ label: p, description: "provider", value: p, provider: p });
         }
     }
     return out;
@@ -75,59 +78,96 @@ function describeAgent(a: AgentInfo): string {
     return parts.join(" · ");
 }
 
+/** A model an agent ran with, and that agent's provider. */
+export interface KnownModel {
+    model: string;
+    provider: string;
+}
+
+/** Model name families of the vendor CLIs: a model of one family is not offered for another vendor's CLI. */
+const MODEL_FAMILIES: [RegExp, string][] = [
+    [/^(claude|sonnet|opus|haiku)\b/i, "claude"],
+    [/^(gpt|o\d|codex)\b/i, "codex"],
+    [/^gemini\b/i, "gemini"],
+];
+
 /**
- * Model choices: the default first (the setting, else the agent's
- * configured model, else the CLI's own), then models agents used before,
- * then "Other…".
+ * Whether a model fits an agent of provider: it ran with that provider
+ * before, or its name is of no other vendor's family and no other provider
+ * ran it. Unknown provider (the daemon could not say): it fits.
  */
-export function modelChoices(setting: string, known: readonly string[], configured?: string): Choice[] {
+export function modelFits(model: string, provider: string | undefined, known: readonly KnownModel[]): boolean {
+    if (provider === undefined || provider === "") return true;
+    if (known.some((k) => k.model === model && k.provider === provider)) return true;
+    if (known.some((k) => k.model === model && k.provider !== provider)) return false;
+    const family = MODEL_FAMILIES.find(([re]) => re.test(model))?.[1];
+    return family === undefined || family === provider || !MODEL_FAMILIES.some(([, p]) => p === provider);
+}
+
+/**
+ * Model choices for an agent of `provider`: the default first (the setting
+ * when the model fits that agent, else the agent's configured model, else
+ * the CLI's own), then models agents of the same provider used before, then
+ * "Other…". Without a provider (unknown), every model used before.
+ */
+export function modelChoices(setting: string, known: readonly KnownModel[], configured?: string, provider?: string): Choice[] {
     const out: Choice[] = [];
-    if (setting !== "") out.push({ label: setting, description: "default (setting bgagents.defaultModel)", value: setting });
+    const useSetting = setting !== "" && modelFits(setting, provider, known);
+    if (useSetting) out.push({ label: setting, description: "default (setting bgagents.defaultModel)", value: setting });
     else if (configured !== undefined && configured !== "") out.push({ label: configured, description: "the agent's configured model", value: undefined });
     else out.push({ label: "Default model", description: "the agent's CLI's default", value: undefined });
-    for (const m of [...new Set(known)].sort()) {
-        if (m === "" || m === setting || m === configured) continue;
+    const models = known.filter((k) => provider === undefined || provider === "" || k.provider === provider).map((k) => k.model);
+    for (const m of [...new Set(models)].sort()) {
+        if (m === "" || (useSetting && m === setting) || m === configured) continue;
         out.push({ label: m, description: "used before", value: m });
     }
     out.push({ label: "Other…", description: "type a model name", value: undefined, other: true });
     return out;
 }
 
-/** Providers without a read-only mode, which the daemon refuses as reviewers (docs/agents.md). */
-const NO_READ_ONLY = new Set(["command"]);
-
 /**
  * Reviewer choices for an agent's work. A reviewer runs in its vendor's
- * read-only mode, so agents of the `command` provider are left out. An
+ * read-only mode, so only agents that have one (`readOnly`) are offered. An
  * agent of another vendor than the writer's comes first (an adversarial
  * review: a different model family looks at the work); then the daemon's
- * default ([review].agent, else the writer's own agent, which is offered
- * first when no other vendor can run); then the other agents that can
- * review. Without a result (the request failed), the default and the
- * vendor providers.
+ * default, named ([review].agent of the repository, else the writer's own
+ * agent); then the other agents that can review. Without a result (the
+ * request failed), the default and the vendor providers.
  */
 export function reviewerChoices(writer: { agent: string; provider?: string }, result: AgentsResult | undefined): Choice[] {
     const writerProvider = writer.provider ?? "";
-    const infos = (result?.agents ?? []).filter((a) => runnable(a) && !NO_READ_ONLY.has(a.provider));
+    const infos = (result?.agents ?? []).filter((a) => runnable(a) && a.readOnly);
     const withModel = (a: AgentInfo): Partial<Choice> => (a.model !== undefined && a.model !== "" ? { model: a.model } : {});
     const other = infos.filter((a) => a.provider !== writerProvider);
     const same = infos.filter((a) => a.provider === writerProvider);
+    const configured = result?.review?.agent;
+    const defModel = result?.review?.model;
+    const defName = configured !== undefined && configured !== "" ? configured : writer.agent;
     const def: Choice = {
-        label: "Default reviewer",
-        description: `[review].agent of the repository, else the writer's agent (${writer.agent})`,
+        label: `Default reviewer: ${defName}`,
+        description:
+            configured !== undefined && configured !== ""
+                ? `[review].agent of the repository${defModel !== undefined && defModel !== "" ? ` · ${defModel}` : ""}`
+                : result !== undefined
+                  ? "the writer's own agent (no [review].agent)"
+                  : "[review].agent of the repository, else the writer's agent",
         value: undefined,
+        ...(defModel !== undefined && defModel !== "" ? { model: defModel } : {}),
     };
     const out: Choice[] = [];
-    if (other.length > 0) {
-        const first = other[0]!;
-        out.push({ label: first.name, description: `${describeAgent(first)} · another vendor than the writer's (${writerProvider || writer.agent})`, value: first.name, ...withModel(first) });
+    const first = other.find((a) => a.name !== defName) ?? other[0];
+    if (first !== undefined) {
+        out.push({ label: first.name, description: `${describeAgent(first)} · another vendor than the writer's (${writerProvider || writer.agent})`, value: first.name, provider: first.provider, ...withModel(first) });
     }
     out.push(def);
-    for (const a of [...other.slice(1), ...same]) out.push({ label: a.name, description: describeAgent(a), value: a.name, ...withModel(a) });
+    for (const a of [...other, ...same]) {
+        if (a === first) continue;
+        out.push({ label: a.name, description: describeAgent(a), value: a.name, provider: a.provider, ...withModel(a) });
+    }
     if (result === undefined) {
         for (const p of PROVIDERS) {
             if (p === writerProvider) continue;
-            out.push({ label: p, description: "provider", value: p });
+            out.push({ label: p, description: "provider", value: p, provider: p });
         }
     }
     return out;

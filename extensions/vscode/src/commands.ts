@@ -9,9 +9,9 @@ import * as lc from "vscode-languageclient/node";
 
 import type { Ctx } from "./ctx";
 import { git } from "./git";
-import { conflictWith, findingTarget, latestReview, prNumber, pushedMessage, reviewerOf, reviewEnded } from "./landing";
+import { conflictWith, findingTarget, latestReview, mergeTargets, prNumber, pushedMessage, reviewerOf, reviewEnded } from "./landing";
 import * as ext from "./lsp_ext";
-import { abilities, cancelledMessage, cancelPrompt, firstLine, formatDiffStat, integrable, stateLabel, type Abilities } from "./model";
+import { abilities, cancelledMessage, cancelPrompt, firstLine, formatDiffStat, integrable, isLive, refusedTools, stateLabel, type Abilities } from "./model";
 import { askFollowUp, askIntegrator, askVariants } from "./prompts";
 import type { Node } from "./tree";
 
@@ -36,13 +36,16 @@ export function spawn(ctx: Ctx): Cmd {
     return async (opts?: unknown) => {
         const o = (isObject(opts) ? opts : {}) as SpawnOptions;
         const client = ctx.requireClient();
-        const repo = o.repo ?? (await pickRepo(ctx));
+        const repo = o.repo ?? (await pickRepo(ctx, "Spawn agent: repository"));
         if (repo === undefined) return undefined;
         let choice: { task: string | undefined; agent: string | undefined; model: string | undefined } | undefined;
         if (o.task !== undefined) choice = { task: o.task, agent: o.agent, model: o.model };
         else choice = await ctx.askSpawn(repo, { title: "Spawn agent" });
         if (choice?.task === undefined) return undefined;
         const params: ext.SpawnParams = { task: choice.task, repo };
+        // In a window on a linked worktree (an agent's, opened with Open Worktree) the agent starts from the branch checked out there, as the lightbulb's does.
+        const base = o.after === undefined ? await worktreeBranch(ctx, repo) : undefined;
+        if (base !== undefined) params.base = base;
         if (choice.agent !== undefined) params.agent = choice.agent;
         if (choice.model !== undefined) params.model = choice.model;
         if (o.name !== undefined) params.name = o.name;
@@ -65,11 +68,13 @@ function spawned(ctx: Ctx, res: ext.SpawnResult): ext.Agent | undefined {
 export function spawnVariants(ctx: Ctx): Cmd {
     return async () => {
         const client = ctx.requireClient();
-        const repo = await pickRepo(ctx);
+        const repo = await pickRepo(ctx, "Spawn variants: repository");
         if (repo === undefined) return undefined;
         const choice = await askVariants(ctx.config, repo, (r) => ctx.agentsOf(r));
         if (choice === undefined) return undefined;
         const params: ext.SpawnParams = { task: choice.task, repo, variants: choice.variants };
+        const base = await worktreeBranch(ctx, repo);
+        if (base !== undefined) params.base = base;
         if (choice.agents.length > 0) params.agents = choice.agents;
         return spawned(ctx, await client.sendRequest(ext.spawn, params));
     };
@@ -99,6 +104,9 @@ export function sendSelection(ctx: Ctx): Cmd {
             throw new Error("Open a file of the repository and select the code to send.");
         }
         const doc = editor.document;
+        // Said before any question: the daemon would refuse it after them.
+        const repo = ctx.repositoryOf(doc.uri.fsPath);
+        if (repo === undefined) throw new Error(`${path.basename(doc.uri.fsPath)} is not in a git repository of this window: background agents work on the repositories of the open folders.`);
         const args: ext.SendToAgentArgs = { uri: doc.uri.toString() };
         const sel = editor.selection;
         const diag = sel.isEmpty ? vscode.languages.getDiagnostics(doc.uri).find((d) => d.range.contains(sel.active)) : undefined;
@@ -111,7 +119,6 @@ export function sendSelection(ctx: Ctx): Cmd {
         let choice: { task: string | undefined; agent: string | undefined; model: string | undefined } | undefined;
         if (o.task !== undefined || o.agent !== undefined || o.model !== undefined) choice = { task: o.task, agent: o.agent, model: o.model };
         else {
-            const repo = ctx.rootOf(doc.uri.fsPath) ?? path.dirname(doc.uri.fsPath);
             const what = args.diagnostic !== undefined ? `fix “${args.diagnostic}”` : range !== undefined ? "improve the selected code" : undefined;
             const opt: { title: string; defaultTask?: string } = { title: "Send to agent" };
             if (what !== undefined) opt.defaultTask = `${what} in ${path.basename(doc.uri.fsPath)}`;
@@ -180,10 +187,11 @@ export function followUp(ctx: Ctx): Cmd {
         const questions = agent.questions ?? [];
         // A string is sent as it is; {draft} fills the input box (a review's findings to address).
         const draft = isObject(message) && typeof message["draft"] === "string" ? message["draft"] : undefined;
-        const text = typeof message === "string" ? message : await askFollowUp(agent.name, questions[0]?.text, draft);
+        const text = typeof message === "string" ? message : await askFollowUp(agent.name, questions[0]?.text, draft, (o) => ctx.asking(o));
         if (text === undefined || text === "") return undefined;
         let allowDenied = false;
-        const tools = [...new Set(questions.map((q) => q.tool).filter((t): t is string => t !== undefined && t !== ""))];
+        // Questions asked through a tool (AskUserQuestion, request_user_input) are answered, not allowed.
+        const tools = refusedTools(agent);
         if (tools.length > 0 && typeof message !== "string") {
             const allow = `Allow ${tools.join(", ")} for this run`;
             const picked = await vscode.window.showQuickPick([allow, "Don't allow"], {
@@ -235,6 +243,8 @@ export interface MergeOptions {
     /** false: merge without asking (for keybindings and tests). */
     confirm?: boolean;
     strategy?: "merge" | "squash";
+    /** The local branch to land in (default: the daemon's, see mergeTargets). */
+    into?: string;
 }
 
 export function merge(ctx: Ctx): Cmd {
@@ -243,28 +253,43 @@ export function merge(ctx: Ctx): Cmd {
         const agent = await resolveAgent(ctx, arg, "merge", "Merge which agent?");
         if (agent === undefined) return undefined;
         let strategy = o.strategy ?? "merge";
+        // Where the daemon lands it: the base when it is a local branch, else the main checkout's branch.
+        const { target, alternative } = mergeTargets(agent, await isLocalBranch(agent.repo, agent.base), await currentBranch(ctx, agent.repo));
+        let into = o.into;
+        const targetName = into ?? target ?? "the branch checked out in the main checkout";
         if (o.confirm !== false) {
             const diff = formatDiffStat(agent.diff);
             const base = (agent.conflicts ?? []).find((c) => c.base !== undefined && c.base !== "");
-            const warn = base !== undefined ? `\n\n${agent.base} moved on since the agent started and the merge would conflict in ${(base.files ?? []).join(", ")}: the daemon will refuse it.` : "";
+            const warn = base !== undefined ? `\n\n${base.base ?? agent.base} moved on since the agent started and the merge would conflict in ${(base.files ?? []).join(", ")}: the daemon will refuse it.` : "";
             const others = (agent.conflicts ?? []).filter((c) => c !== base).map((c) => conflictWith(c, (id) => ctx.store.get(id)?.name));
-            const after = others.length > 0 ? `\n\nAfterwards ${others.join(", ")} will conflict with ${agent.base}.` : "";
+            const after = others.length > 0 ? `\n\nAfterwards ${others.join(", ")} will conflict with ${targetName}.` : "";
+            const step =
+                alternative !== undefined
+                    ? `\n\nThis is a pipeline step: its base is ${agent.base}, its predecessor's branch. “Merge into ${alternative}” lands it in the main checkout's branch instead.`
+                    : target !== undefined && target !== agent.base
+                      ? `\n\nIts base ${agent.base} is not a local branch: it lands in ${target}, the main checkout's branch.`
+                      : "";
+            const alt = alternative !== undefined ? `Merge into ${alternative}` : undefined;
             const choice = await vscode.window.showInformationMessage(
-                `Merge ${agent.branch} into ${agent.base}?`,
+                `Merge ${agent.branch} into ${targetName}?`,
                 {
                     modal: true,
-                    detail: `${diff !== "" ? `${diff} in ${agent.diff.commits} commit(s). ` : ""}The worktree ${agent.worktree} and the branch are removed afterwards.${warn}${after}`,
+                    detail: `${diff !== "" ? `${diff} in ${agent.diff.commits} commit(s). ` : ""}The worktree ${agent.worktree} and the branch are removed afterwards.${step}${warn}${after}`,
                 },
                 "Merge",
                 "Squash and Merge",
+                ...(alt !== undefined ? [alt] : []),
             );
             if (choice === undefined) return undefined;
             strategy = choice === "Squash and Merge" ? "squash" : "merge";
+            if (choice === alt) into = alternative;
         }
-        const res = await ctx.requireClient().sendRequest(ext.merge, { id: agent.id, strategy });
+        const params: ext.MergeParams = { id: agent.id, strategy };
+        if (into !== undefined) params.into = into;
+        const res = await ctx.requireClient().sendRequest(ext.merge, params);
         if (res.agent !== null) {
             ctx.agentChanged(res.agent);
-            void vscode.window.showInformationMessage(`Merged ${agent.branch} into ${agent.base}.`);
+            void vscode.window.showInformationMessage(`Merged ${agent.branch} into ${into ?? targetName}.`);
         }
         return res.agent;
     };
@@ -289,12 +314,24 @@ export function discard(ctx: Ctx): Cmd {
             if (res.agent !== null) ctx.agentChanged(res.agent);
             return res.agent;
         }
+        const live = isLive(agent.state) || agent.state === "needs_input";
         const ok = await vscode.window.showWarningMessage(
             `Discard agent ${agent.name}?`,
-            { modal: true, detail: `Its worktree ${agent.worktree} and its branch ${agent.branch} are deleted.` },
-            "Discard",
+            {
+                modal: true,
+                detail: live
+                    ? `It is ${stateLabel(agent.state)}: it is cancelled first. Its worktree ${agent.worktree} and its branch ${agent.branch} are deleted, with what it did so far. This cannot be undone.`
+                    : `Its worktree ${agent.worktree} and its branch ${agent.branch} are deleted.`,
+            },
+            live ? "Cancel and Discard" : "Discard",
         );
-        if (ok !== "Discard") return undefined;
+        if (ok === undefined) return undefined;
+        // A live agent: that one confirmation covers cancelling it and losing its work.
+        if (live) {
+            const res = await client.sendRequest(ext.discard, { id: agent.id, force: true });
+            if (res.agent !== null) ctx.agentChanged(res.agent);
+            return res.agent;
+        }
         let res: ext.AgentResult;
         try {
             res = await client.sendRequest(ext.discard, { id: agent.id });
@@ -405,7 +442,7 @@ export function push(ctx: Ctx): Cmd {
         let remote: string | undefined;
         if (isObject(opts)) remote = (opts as PushOptions).remote;
         else {
-            const picked = await pickRemote(ctx, agent.repo);
+            const picked = await pickRemote(agent.repo, (await ctx.agentsOf(agent.repo))?.push);
             if (picked === null) return undefined;
             remote = picked;
         }
@@ -439,6 +476,12 @@ export function pullRequest(ctx: Ctx): Cmd {
             if (o.title !== undefined) params.title = o.title;
             if (o.draft !== undefined) params.draft = o.draft;
         } else {
+            const push = (await ctx.agentsOf(agent.repo))?.push;
+            // Without gh nothing can be opened: said before asking for a title.
+            if (push?.gh === false) throw new GhMissing(agent);
+            const remote = await pickRemote(agent.repo, push);
+            if (remote === null) return undefined;
+            if (remote !== undefined) params.remote = remote;
             const title = await vscode.window.showInputBox({
                 title: `Pull request for ${agent.name} (1/2): title`,
                 value: firstLine(agent.task, 200),
@@ -477,9 +520,7 @@ export function pullRequest(ctx: Ctx): Cmd {
         const url = res.agent.pullRequest ?? "";
         if (url !== "") {
             const n = prNumber(url);
-            void vscode.window.showInformationMessage(`Pull request ${n !== "" ? `${n} ` : ""}for ${agent.name}: ${url}`, "Open").then((choice) => {
-                if (choice === "Open") void vscode.env.openExternal(vscode.Uri.parse(url));
-            });
+            ctx.showLinkNotice(res.agent, `Pull request ${n !== "" ? `${n} ` : ""}for ${agent.name}: ${url}`, url);
         }
         return res.agent;
     };
@@ -548,7 +589,7 @@ function integrateTargets(ctx: Ctx, arg: unknown): ext.Agent[] | undefined {
 
 /** A multi-select quick pick of the finished agents of a repository. */
 async function pickIntegrate(ctx: Ctx): Promise<ext.Agent[] | undefined> {
-    const repo = await pickRepo(ctx);
+    const repo = await pickRepo(ctx, "Integrate agents: repository");
     if (repo === undefined) return undefined;
     const candidates = (ctx.store.tree().find((g) => g.repo === repo)?.agents ?? []).filter((a) => abilities(a).integrate);
     if (candidates.length < 2) {
@@ -564,26 +605,52 @@ async function pickIntegrate(ctx: Ctx): Promise<ext.Agent[] | undefined> {
 }
 
 /** The remote to push to: undefined for the daemon's default ([push].remote, else origin); null when the user cancelled. */
-async function pickRemote(ctx: Ctx, repo: string): Promise<string | undefined | null> {
-    let remotes: string[] = [];
-    try {
-        remotes = (await git(ctx.output, repo, ["remote"])).split("\n").filter((r) => r !== "");
-    } catch {
-        // The daemon says what is wrong with the remote.
-    }
+async function pickRemote(repo: string, push: ext.PushDefaults | undefined): Promise<string | undefined | null> {
+    // The daemon's list (bgagents/agents); it says what is wrong when there is none.
+    const remotes = (push?.remotes ?? []).filter((r) => r !== "");
     if (remotes.length < 2) return undefined;
+    const def = push?.remote ?? "";
     const picked = await vscode.window.showQuickPick(
         [
-            { label: "Default remote", description: "[push].remote of the repository, else origin", remote: undefined },
-            ...remotes.map((r) => ({ label: r, description: "", remote: r })),
+            { label: def !== "" ? `${def} (default)` : "Default remote", description: "[push].remote of the repository, else origin", remote: undefined },
+            ...remotes.filter((r) => r !== def).map((r) => ({ label: r, description: "", remote: r })),
         ],
-        { title: "Push to which remote?", ignoreFocusOut: true },
+        { title: `Push to which remote? (${repo})`, ignoreFocusOut: true },
     );
     return picked === undefined ? null : picked.remote;
 }
 
+/** The branch checked out in a linked worktree folder of the window for repo (an agent's worktree), if the window has one. */
+async function worktreeBranch(ctx: Ctx, repo: string): Promise<string | undefined> {
+    const folder = ctx.linkedFoldersOf(repo)[0];
+    if (folder === undefined) return undefined;
+    return currentBranch(ctx, folder);
+}
+
+/** The branch checked out in dir, undefined when detached or on failure. */
+async function currentBranch(ctx: Ctx, dir: string): Promise<string | undefined> {
+    try {
+        const b = (await git(ctx.output, dir, ["symbolic-ref", "--quiet", "--short", "HEAD"])).trim();
+        return b !== "" ? b : undefined;
+    } catch {
+        return undefined;
+    }
+}
+
+/** Whether name is a local branch of the repository. */
+async function isLocalBranch(repo: string, name: string): Promise<boolean> {
+    if (name === "") return false;
+    try {
+        await git(undefined, repo, ["rev-parse", "--verify", "--quiet", `refs/heads/${name}`]);
+        return true;
+    } catch {
+        return false;
+    }
+}
+
 export function refresh(ctx: Ctx): Cmd {
     return async () => {
+        ctx.tree.invalidateFiles();
         await ctx.resync();
     };
 }
@@ -612,19 +679,25 @@ export function reporting(ctx: Ctx, name: string, cmd: Cmd): Cmd {
             if (!OFFLINE.has(name)) await ctx.ensureStarted();
             return await cmd(...args);
         } catch (e) {
-            ctx.reportFailure(name, e);
+            if (e instanceof GhMissing) {
+                const id = e.agent.id;
+                ctx.reportFailure(name, e, [
+                    { title: "Push Branch", run: () => vscode.commands.executeCommand("bgagents.push", id) },
+                    { title: "Install gh", run: () => vscode.env.openExternal(vscode.Uri.parse("https://cli.github.com")) },
+                ]);
+            } else ctx.reportFailure(name, e);
             return undefined;
         }
     };
 }
 
-async function pickRepo(ctx: Ctx): Promise<string | undefined> {
+async function pickRepo(ctx: Ctx, title: string): Promise<string | undefined> {
     const roots = ctx.store.getRoots();
     if (roots.length === 0) throw new Error("Open a folder of a git repository first: agents work on the repository of the open folder.");
     if (roots.length === 1) return roots[0];
     const picked = await vscode.window.showQuickPick(
         roots.map((r) => ({ label: path.basename(r), description: r, repo: r })),
-        { title: "Spawn agent: repository", ignoreFocusOut: true },
+        { title, ignoreFocusOut: true },
     );
     return picked?.repo;
 }
@@ -660,6 +733,15 @@ async function resolveAgent(ctx: Ctx, arg: unknown, needs: keyof Abilities | und
         { title, matchOnDescription: true, matchOnDetail: true },
     );
     return picked?.agent;
+}
+
+/** The daemon has no GitHub CLI: no pull request can be opened (said before any question). */
+class GhMissing extends Error {
+    constructor(readonly agent: ext.Agent) {
+        super(
+            `The GitHub CLI (gh) is not installed where the bgagents daemon runs, so no pull request can be opened for ${agent.name}: install it (https://cli.github.com), run \`gh auth login\`, then restart the daemon (bgagents daemon --stop). Push Branch pushes ${agent.branch} without a pull request.`,
+        );
+    }
 }
 
 function lspPos(p: vscode.Position): ext.LSPPos {

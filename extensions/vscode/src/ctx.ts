@@ -6,16 +6,16 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 import * as lc from "vscode-languageclient/node";
 
-import { createClient } from "./client";
+import { createClient, PreparationProgress, StderrTail } from "./client";
 import { Config } from "./config";
 import { Diffs, GitContentProvider } from "./diff";
 import { GIT_SCHEME } from "./diffplan";
 import { ReviewFindings } from "./findings";
-import { findRepositories } from "./git";
-import { followUpForReview, reviewNotices, type ReviewNotice } from "./landing";
+import { findRepositories, mainCheckout } from "./git";
+import { conflictNotices, followUpForReview, reviewNotices, type ConflictNotice, type ReviewNotice } from "./landing";
 import { AgentLogs } from "./log";
 import * as ext from "./lsp_ext";
-import { isInside, noticeFor, statusText, statusTooltip, type AgentChange, type Notice, type NoticeAction } from "./model";
+import { announcedIn, isInside, noticeFor, statusText, statusTooltip, type AgentChange, type Notice, type NoticeAction } from "./model";
 import { askReviewer, askSpawn, type ReviewChoices, type SpawnChoices } from "./prompts";
 import { AgentStore } from "./store";
 import { AgentsTree, ConflictDecorations, type Node } from "./tree";
@@ -29,6 +29,7 @@ const ACTION_COMMANDS: Record<NoticeAction, string> = {
     Merge: "bgagents.merge",
     Reply: "bgagents.followUp",
     "Show Log": "bgagents.showLog",
+    Discard: "bgagents.discard",
 };
 
 export class Ctx implements vscode.Disposable {
@@ -47,6 +48,21 @@ export class Ctx implements vscode.Disposable {
     private readonly disposables: vscode.Disposable[] = [];
 
     private languageClient: lc.LanguageClient | undefined;
+    /** The daemon's progress of agents this window spawned (client.ts). */
+    readonly progress: PreparationProgress;
+    /** The last lines `bgagents lsp` wrote to stderr. */
+    private readonly stderr = new StderrTail();
+    /** How the connection is: shown in the status bar and the view. */
+    private connection: { state: ConnectionState; message: string } = { state: "idle", message: "" };
+    private readonly connectionChanged = new vscode.EventEmitter<{ state: ConnectionState; message: string }>();
+    /** Fires when the connection's state changes; `failed` and `disconnected` come with the error shown (tests wait on it). */
+    readonly onDidChangeConnection = this.connectionChanged.event;
+    /** Pairs of agents (sorted ids, or an id and a base) whose conflict was announced. */
+    private readonly conflictsAnnounced = new Set<string>();
+    /** Workspace folders that are linked worktrees of agents: a window on one announces only that agent. */
+    private worktreeFolders: string[] = [];
+    /** Workspace folders in linked worktrees, with their repository's main checkout. */
+    private linkedFolders: { folder: string; repo: string }[] = [];
     /** The binary the client was started with. */
     private serverPath = "";
     /** The start under way or done; undefined until something needs the daemon (and after stop). */
@@ -61,7 +77,10 @@ export class Ctx implements vscode.Disposable {
     private readonly started = new vscode.EventEmitter<void>();
     /** Fires after each successful (re)connect, once the agents were listed again. */
     readonly onDidStart = this.started.event;
-    private readonly noticeShown = new vscode.EventEmitter<{ agent: ext.Agent; notice: Notice | ReviewNotice }>();
+    private readonly noticeShown = new vscode.EventEmitter<{ agent: ext.Agent; notice: Notice | ReviewNotice | ConflictNotice | LinkNotice }>();
+    private readonly asked = new vscode.EventEmitter<{ title: string; value: string }>();
+    /** Fires when an input box is shown, with its title and value (tests wait on it). */
+    readonly onDidAsk = this.asked.event;
     /** Fires when a notification about an agent is shown (tests wait on it). */
     readonly onDidShowNotice = this.noticeShown.event;
     private readonly commandFailed = new vscode.EventEmitter<{ command: string; message: string; code?: number }>();
@@ -78,6 +97,10 @@ export class Ctx implements vscode.Disposable {
             (what, e) => this.output.error(`${what}: ${errorMessage(e)}`),
         );
         this.tree = new AgentsTree(this.store, (agent) => this.diffs.files(agent));
+        this.progress = new PreparationProgress(
+            (id) => this.store.get(id),
+            (token) => void this.client()?.sendNotification(lc.WorkDoneProgressCancelNotification.type, { token }),
+        );
         this.view = vscode.window.createTreeView(VIEW_ID, { treeDataProvider: this.tree, showCollapseAll: true });
         this.statusBar = vscode.window.createStatusBarItem("bgagents.status", vscode.StatusBarAlignment.Left, 5);
         this.statusBar.name = "Background Agents";
@@ -92,6 +115,9 @@ export class Ctx implements vscode.Disposable {
             this.started,
             this.noticeShown,
             this.commandFailed,
+            this.connectionChanged,
+            this.asked,
+            this.progress,
             this.findings,
             vscode.workspace.registerTextDocumentContentProvider(GIT_SCHEME, new GitContentProvider(this.output)),
             registerDisposable(new ConflictDecorations(this.store), (d) => vscode.window.registerFileDecorationProvider(d)),
@@ -166,45 +192,108 @@ export class Ctx implements vscode.Disposable {
     private async start(): Promise<void> {
         await setContext("bgagents.failed", false);
         this.serverPath = this.config.serverPath;
-        const { client, disposable } = createClient(this.serverPath, this.output, {
-            completeSendToAgent: (args) => this.completeSendToAgent(args),
-            spawned: (agent) => this.spawned(agent),
-        });
+        this.stderr.clear();
+        this.setConnection("connecting", "");
+        let gaveUp = false;
+        let everRunning = false;
+        let reported = false;
+        const lost = (state: "failed" | "disconnected", message: string): void => {
+            if (reported || this.languageClient !== client) return;
+            reported = true;
+            this.connectionLost(state, message);
+        };
+        const { client } = createClient(
+            this.serverPath,
+            this.output,
+            {
+                completeSendToAgent: (args) => this.completeSendToAgent(args),
+                spawned: (agent) => this.spawned(agent),
+                inRepository: (file) => this.repositoryOf(file) !== undefined,
+                restartable: () => everRunning,
+                gaveUp: () => {
+                    gaveUp = true;
+                },
+            },
+            this.progress,
+            this.stderr,
+        );
         this.languageClient = client;
         this.clientDisposables = [
-            disposable,
             client.onNotification(ext.agentChanged, (p) => {
                 if (p.agent !== null) this.agentChanged(p.agent);
             }),
             client.onNotification(ext.output, (p) => this.logs.onOutput(p)),
             client.onDidChangeState((e) => {
                 // Every (re)start: the first, and after `bgagents lsp` or the daemon went away and the client started it again.
-                if (e.newState === lc.State.Running) this.connecting = this.connected(client);
+                if (e.newState === lc.State.Running) {
+                    everRunning = true;
+                    reported = false;
+                    gaveUp = false;
+                    this.stderr.clear();
+                    this.progress.model.endAll();
+                    this.connecting = this.connected(client, lost);
+                }
                 if (e.newState === lc.State.Stopped) {
+                    // The session's progress will not continue.
+                    this.progress.model.endAll();
                     void setContext("bgagents.started", false);
-                    this.updateStatus();
+                    // The client gave up restarting, or a restart failed: say so, with `bgagents lsp`'s own words.
+                    if (gaveUp) lost("disconnected", "the connection closed and was restarted too often");
+                    else if (everRunning && e.oldState === lc.State.Starting) lost("disconnected", "reconnecting failed");
+                    else this.updateStatus();
                 }
             }),
         ];
         try {
             await client.start();
         } catch (e) {
-            this.output.error(`cannot start "${this.serverPath} lsp": ${errorMessage(e)}`);
-            await setContext("bgagents.failed", true);
-            this.updateStatus(errorMessage(e));
-            void vscode.window
-                .showErrorMessage(
-                    `Background Agents: cannot start "${this.serverPath} lsp": ${errorMessage(e)}. Install bgagents or set its path.`,
-                    "Open Settings",
-                    "Show Output",
-                )
-                .then((choice) => {
-                    if (choice === "Open Settings") void vscode.commands.executeCommand("workbench.action.openSettings", "bgagents.path");
-                    if (choice === "Show Output") this.output.show();
-                });
+            // `bgagents lsp` says why on stderr, which may be read after the connection closed.
+            await this.stderr.settled(2000);
+            lost(everRunning ? "disconnected" : "failed", errorMessage(e));
             return;
         }
         await this.connecting;
+    }
+
+    /**
+     * The connection could not be made (failed) or was lost for good
+     * (disconnected): the status bar and the view say so, and one error
+     * shows what `bgagents lsp` said (its stderr; it names the remedy), with
+     * Restart and Show Output.
+     */
+    private connectionLost(state: "failed" | "disconnected", fallback: string): void {
+        const said = this.stderr.text();
+        const message = said !== "" ? said : fallback;
+        this.output.error(`${state === "failed" ? `cannot start "${this.serverPath} lsp"` : "disconnected from the daemon"}: ${message}`);
+        void setContext("bgagents.failed", true);
+        void setContext("bgagents.started", false);
+        this.setConnection(state, message);
+        const missing = /ENOENT|not found/i.test(fallback) && said === "";
+        const text =
+            state === "failed"
+                ? `Background Agents: cannot connect to the daemon through "${this.serverPath} lsp": ${message}${missing ? ". Install bgagents or set its path (setting bgagents.path)." : ""}`
+                : `Background Agents: disconnected from the daemon: ${message}`;
+        const buttons = missing ? ["Open Settings", "Show Output"] : ["Restart", "Show Output"];
+        void vscode.window.showErrorMessage(text, ...buttons).then((choice) => {
+            if (choice === "Restart") void vscode.commands.executeCommand("bgagents.restart");
+            if (choice === "Open Settings") void vscode.commands.executeCommand("workbench.action.openSettings", "bgagents.path");
+            if (choice === "Show Output") this.output.show();
+        });
+    }
+
+    private setConnection(state: ConnectionState, message: string): void {
+        this.connection = { state, message };
+        this.view.message =
+            state === "failed" || state === "disconnected"
+                ? `Not connected to the bgagents daemon: ${firstLineOf(message)}. The list below may be out of date; run “Background Agents: Restart Connection to the Daemon”.`
+                : "";
+        this.updateStatus();
+        this.connectionChanged.fire({ ...this.connection });
+    }
+
+    /** The connection's state and, when failed or disconnected, why. */
+    connectionState(): { state: ConnectionState; message: string } {
+        return { ...this.connection };
     }
 
     /**
@@ -212,7 +301,7 @@ export class Ctx implements vscode.Disposable {
      * the agents again, announce those that ended or stopped for input while
      * the window was not listening, and follow the open log again.
      */
-    private async connected(client: lc.LanguageClient): Promise<void> {
+    private async connected(client: lc.LanguageClient, lost: (state: "disconnected", message: string) => void): Promise<void> {
         try {
             const hello = await client.sendRequest(ext.hello, { client: "vscode", version: String(this.extension.extension.packageJSON["version"] ?? "") });
             this.daemonHello = hello;
@@ -223,11 +312,11 @@ export class Ctx implements vscode.Disposable {
         try {
             await this.resync();
         } catch (e) {
-            this.output.error(`bgagents/list failed: ${errorMessage(e)}`);
+            lost("disconnected", `bgagents/list failed: ${errorMessage(e)}`);
             return;
         }
+        this.setConnection("connected", "");
         this.logs.reconnected();
-        this.updateStatus();
         this.started.fire();
     }
 
@@ -246,7 +335,8 @@ export class Ctx implements vscode.Disposable {
             }
         }
         await setContext("bgagents.started", false);
-        this.updateStatus();
+        this.progress.model.endAll();
+        this.setConnection("idle", "");
     }
 
     async restart(): Promise<void> {
@@ -265,6 +355,7 @@ export class Ctx implements vscode.Disposable {
         );
         for (const c of changes) this.applied(c);
         this.findings.retain((id) => this.store.get(id) !== undefined);
+        this.progress.model.retain((id) => this.store.get(id));
         await setContext("bgagents.started", true);
     }
 
@@ -278,10 +369,23 @@ export class Ctx implements vscode.Disposable {
     private applied(change: AgentChange): void {
         this.logs.onAgent(change.agent);
         this.findings.onAgent(change.agent);
+        this.progress.model.onAgent(change.agent);
         if (!this.store.inScope(change.agent)) return;
+        // A window on an agent's worktree announces only that agent.
+        if (!announcedIn(change.agent, this.worktreeFolders)) return;
         const notice = noticeFor(change.previous, change.agent, this.since);
         if (notice !== undefined) this.showNotice(change.agent, notice);
         for (const n of reviewNotices(change.previous, change.agent, this.since)) this.showReviewNotice(change.agent, n);
+        for (const n of conflictNotices(change.previous, change.agent, (id) => this.store.get(id), this.conflictsAnnounced)) this.showConflictNotice(change.agent, n);
+    }
+
+    /** A new conflict of agent: with Show (the conflict in the sidebar) and Integrate… (both agents) when they can be integrated. */
+    private showConflictNotice(agent: ext.Agent, notice: ConflictNotice): void {
+        this.noticeShown.fire({ agent, notice });
+        void vscode.window.showWarningMessage(notice.message, ...notice.actions).then((choice) => {
+            if (choice === "Show") this.reveal(this.tree.conflictNodeOf(agent.id, notice.index), { select: true });
+            if (choice === "Integrate…") void vscode.commands.executeCommand("bgagents.integrate", this.tree.conflictNodeOf(agent.id, notice.index));
+        });
     }
 
     /** After a spawn from this window: record the agents (several for a fan-out) and select the first (or its group) in the sidebar. */
@@ -325,12 +429,31 @@ export class Ctx implements vscode.Disposable {
                     void vscode.commands.executeCommand("bgagents.showFindings", agent.id, notice.review.id);
                     return;
                 case "Reply":
-                    void vscode.commands.executeCommand("bgagents.followUp", agent.id, { draft: followUpForReview(notice.review) });
+                    void this.replyToReview(agent, notice.review);
                     return;
                 case "Merge":
                     void vscode.commands.executeCommand("bgagents.merge", agent.id);
                     return;
             }
+        });
+    }
+
+    /** Reply on a review's notification: a follow-up to the writer, drafted (on one line) from the review's findings. */
+    replyToReview(agent: ext.Agent, review: ext.Review): Thenable<unknown> {
+        return vscode.commands.executeCommand("bgagents.followUp", agent.id, { draft: followUpForReview(review) });
+    }
+
+    /** An input box is about to be shown (tests wait on it). */
+    asking(opts: { title: string; value: string }): void {
+        this.asked.fire(opts);
+    }
+
+    /** A notification with a link (a pull request): Open opens url in the browser. */
+    showLinkNotice(agent: ext.Agent, message: string, url: string): void {
+        const notice: LinkNotice = { kind: "link", severity: "info", message, actions: ["Open"], url };
+        this.noticeShown.fire({ agent, notice });
+        void vscode.window.showInformationMessage(message, ...notice.actions).then((choice) => {
+            if (choice === "Open") void vscode.env.openExternal(vscode.Uri.parse(url));
         });
     }
 
@@ -357,7 +480,12 @@ export class Ctx implements vscode.Disposable {
         // A caller that says what to do (a keybinding, another extension, a test) is not asked.
         if (args.task !== undefined && args.task.trim() !== "") return out;
         const file = vscode.Uri.parse(args.uri).fsPath;
-        const repo = this.rootOf(file) ?? path.dirname(file);
+        const repo = this.repositoryOf(file);
+        // Said before any question: the daemon would refuse it after them.
+        if (repo === undefined) {
+            void vscode.window.showErrorMessage(`${path.basename(file)} is not in a git repository of this window: background agents work on the repositories of the open folders.`);
+            return undefined;
+        }
         const what = args.diagnostic !== undefined ? `fix “${args.diagnostic}”` : "improve the selected code";
         const choices = await this.askSpawn(repo, {
             title: "Send to background agent",
@@ -400,27 +528,52 @@ export class Ctx implements vscode.Disposable {
             .sort((a, b) => b.length - a.length)[0];
     }
 
-    /** Models agents used before, offered in the model quick pick. */
-    knownModels(): string[] {
+    /** The window's repository (main checkout) a file belongs to: in a root, or in a workspace folder that is a linked worktree of one. */
+    repositoryOf(file: string): string | undefined {
+        return this.rootOf(file) ?? this.linkedFolders.find((l) => isInside(file, l.folder))?.repo;
+    }
+
+    /** The linked worktree folder of the window a file is in (an agent's worktree opened as a folder), if any. */
+    linkedFolderOf(file: string): string | undefined {
+        return this.linkedFolders.find((l) => isInside(file, l.folder))?.folder;
+    }
+
+    /** The window's folders in linked worktrees of repo (spawns there start from that worktree's branch). */
+    linkedFoldersOf(repo: string): string[] {
+        return this.linkedFolders.filter((l) => l.repo === repo).map((l) => l.folder);
+    }
+
+    /** Models agents used before, with the provider that ran them, offered in the model quick pick. */
+    knownModels(): { model: string; provider: string }[] {
         return this.store
             .all()
-            .map((a) => a.model)
-            .filter((m) => m !== "");
+            .filter((a) => a.model !== "")
+            .map((a) => ({ model: a.model, provider: a.provider ?? "" }));
     }
 
     /** Finds the window's repositories again (workspace folders changed). */
     private async updateScope(): Promise<void> {
         const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === "file").map((f) => f.uri.fsPath);
         const roots = await findRepositories(this.output, folders);
+        // Folders in a linked worktree (an agent's, opened with Open Worktree): outside their main checkout.
+        const linked: { folder: string; repo: string }[] = [];
+        for (const f of folders) {
+            const main = await mainCheckout(undefined, f);
+            if (main !== undefined && !isInside(f, main)) linked.push({ folder: f, repo: main });
+        }
+        this.linkedFolders = linked;
+        this.worktreeFolders = linked.length === folders.length ? linked.map((l) => l.folder) : [];
         this.store.setScope({ roots, folders });
         await setContext("bgagents.hasRepository", roots.length > 0);
     }
 
-    private updateStatus(error?: string): void {
-        if (error !== undefined) {
-            this.statusBar.text = "$(error) Agents";
-            this.statusBar.tooltip = `Background Agents: not connected: ${error}`;
-            this.statusBar.command = "bgagents.showServerOutput";
+    private updateStatus(): void {
+        const { state, message } = this.connection;
+        if (state === "failed" || state === "disconnected") {
+            this.statusBar.text = state === "failed" ? "$(error) bgagents: not connected" : "$(debug-disconnect) bgagents: disconnected";
+            this.statusBar.tooltip = `Background Agents: ${state === "failed" ? "cannot connect to the daemon" : "disconnected from the daemon"}: ${message}\nClick to restart the connection.`;
+            this.statusBar.command = "bgagents.restart";
+            this.statusBar.accessibilityInformation = { label: `Background Agents: ${state}` };
             this.showStatusBar(true);
             return;
         }
@@ -484,6 +637,23 @@ function registerDisposable<T extends vscode.Disposable>(provider: T, register: 
             provider.dispose();
         },
     };
+}
+
+/** A notification with a link to open (a pull request). */
+export interface LinkNotice {
+    kind: "link";
+    severity: "info";
+    message: string;
+    actions: ["Open"];
+    url: string;
+}
+
+/** How the connection to the daemon is. */
+export type ConnectionState = "idle" | "connecting" | "connected" | "failed" | "disconnected";
+
+function firstLineOf(s: string): string {
+    const line = s.split("\n", 1)[0] ?? "";
+    return line.length > 200 ? `${line.slice(0, 199)}…` : line;
 }
 
 function setContext(key: string, value: unknown): Thenable<unknown> {

@@ -36,6 +36,8 @@ export class LogFollower {
     private syncQueued = false;
     /** The next sync reads the log even without a gap (start, a state change, a reconnect). */
     private fetchWanted = false;
+    /** A request failed since the last sync that succeeded: the log may be incomplete. */
+    private failedSinceSync = false;
 
     constructor(
         readonly agentId: string,
@@ -88,6 +90,16 @@ export class LogFollower {
         return this.enqueue(() => this.unfollow());
     }
 
+    /** Whether a request failed and no sync has succeeded since (Show Log again retries). */
+    hasFailed(): boolean {
+        return this.failedSinceSync;
+    }
+
+    /** Reads what is missing again (and follows again while live) after a failure. */
+    retry(): Promise<void> {
+        return this.requestSync(true);
+    }
+
     /** Resolves when every request queued so far is done. */
     idle(): Promise<void> {
         return this.tail;
@@ -104,7 +116,10 @@ export class LogFollower {
     }
 
     private enqueue(op: () => Promise<void>): Promise<void> {
-        this.tail = this.tail.then(op).catch((e: unknown) => this.onError(e));
+        this.tail = this.tail.then(op).catch((e: unknown) => {
+            this.failedSinceSync = true;
+            this.onError(e);
+        });
         return this.tail;
     }
 
@@ -127,6 +142,7 @@ export class LogFollower {
             if (!(res.more || r.gapFrom !== undefined) || this.cursor.next <= from) break;
         }
         if (!this.live) await this.unfollow();
+        this.failedSinceSync = false;
     }
 
     private async unfollow(): Promise<void> {

@@ -245,15 +245,75 @@ export function reviewNotices(previous: Agent | undefined, next: Agent, since: D
     return out;
 }
 
-/** What a follow-up asking the writer to address a review says. */
+/**
+ * What a follow-up asking the writer to address a review says, on one line
+ * (it fills an input box, which has one): the verdict, the summary, then
+ * the findings separated by "; ".
+ */
 export function followUpForReview(r: Review): string {
-    const lines = [`Address the review by ${reviewerOf(r)} (${verdictText(r.verdict ?? "comment")}).`];
-    if (nonEmpty(r.summary)) lines.push(r.summary);
-    for (const f of r.findings ?? []) {
+    let text = `Address the review by ${reviewerOf(r)} (${verdictText(r.verdict ?? "comment")})`;
+    text += nonEmpty(r.summary) ? `: ${oneLine(r.summary)}.` : ".";
+    const findings = (r.findings ?? []).map((f) => {
         const where = findingLocation(f);
-        lines.push(`- ${where !== "" ? `${where}: ` : ""}${nonEmpty(f.severity) ? `[${f.severity}] ` : ""}${f.message}`);
+        return `${where !== "" ? `${where}: ` : ""}${nonEmpty(f.severity) ? `[${f.severity}] ` : ""}${oneLine(f.message)}`;
+    });
+    if (findings.length > 0) text += ` Findings: ${findings.join("; ")}`;
+    return text.replace(/\.\.$/, ".");
+}
+
+/** A conflict to announce: one notification per agent snapshot, for the pairs not announced before. */
+export interface ConflictNotice {
+    kind: "conflict";
+    severity: "warning";
+    message: string;
+    actions: ("Show" | "Integrate…")[];
+    /** The index (in the agent's conflicts) of the first new conflict, for Show. */
+    index: number;
+}
+
+/**
+ * The conflicts of `next` that are new since `previous`, as one
+ * notification; each pair (two agents, or an agent and its base) is
+ * announced once (`announced` keeps them; both agents of a pair get the
+ * conflict in their record). A record seen for the first time (a list)
+ * announces nothing: what was there before the window listened is in the
+ * sidebar.
+ */
+export function conflictNotices(previous: Agent | undefined, next: Agent, get: (id: string) => Agent | undefined, announced: Set<string>): ConflictNotice[] {
+    const key = (c: Conflict): string => (nonEmpty(c.agent) ? [next.id, c.agent].sort().join("|") : `${next.id}|base:${c.base ?? ""}`);
+    const conflicts = next.conflicts ?? [];
+    if (previous === undefined) {
+        for (const c of conflicts) announced.add(key(c));
+        return [];
     }
-    return lines.join("\n");
+    const before = new Set((previous.conflicts ?? []).map(key));
+    const fresh = conflicts.map((c, index) => ({ c, index })).filter(({ c }) => !before.has(key(c)) && !announced.has(key(c)));
+    if (fresh.length === 0) return [];
+    for (const { c } of fresh) announced.add(key(c));
+    const nameOf = (id: string): string | undefined => get(id)?.name;
+    const parts = fresh.map(({ c }) => {
+        const files = (c.files ?? []).join(", ");
+        return nonEmpty(c.agent) ? `${conflictWith(c, nameOf)} in ${files}` : `${c.base ?? "its base"} in ${files} (${c.base ?? "the base"} moved on since it started)`;
+    });
+    const others = fresh.filter(({ c }) => nonEmpty(c.agent));
+    const message = `Agent ${next.name} conflicts with ${parts.join("; ")}${others.length > 0 ? " — merging both needs a resolution." : "."}`;
+    const actions: ConflictNotice["actions"] = ["Show"];
+    if (others.length === 1) {
+        const other = get(others[0]!.c.agent!);
+        if (other !== undefined && canIntegrateBoth(next, other)) actions.push("Integrate…");
+    }
+    return [{ kind: "conflict", severity: "warning", message, actions, index: fresh[0]!.index }];
+}
+
+/** Two ended agents with work on their branch: an integration can take them. */
+function canIntegrateBoth(a: Agent, b: Agent): boolean {
+    const ok = (x: Agent): boolean =>
+        x.state !== "queued" && x.state !== "provisioning" && x.state !== "running" && x.state !== "merged" && x.state !== "discarded" && x.cleaned !== true && x.diff.commits > 0;
+    return ok(a) && ok(b);
+}
+
+function oneLine(s: string): string {
+    return s.replace(/\s*\n\s*/g, " ").trim();
 }
 
 /** The label of a fan-out group's node: "Try two ways — 3 variants". */
@@ -294,4 +354,17 @@ function firstLine(s: string, max: number): string {
 
 function joinPath(dir: string, rel: string): string {
     return dir.endsWith("/") ? dir + rel : `${dir}/${rel}`;
+}
+
+/**
+ * Where bgagents/merge lands an agent (agents/ops.go Merge): its base when
+ * that is a local branch, else the branch checked out in the main checkout
+ * (`current`; undefined when detached: the daemon refuses). A pipeline step
+ * whose base is its predecessor's branch may land in the main checkout's
+ * branch instead (`alternative`, sent as `into`).
+ */
+export function mergeTargets(a: Agent, baseIsBranch: boolean, current: string | undefined): { target: string | undefined; alternative?: string } {
+    const target = baseIsBranch ? a.base : current;
+    if (nonEmpty(a.after) && baseIsBranch && current !== undefined && current !== a.base) return { target, alternative: current };
+    return { target };
 }

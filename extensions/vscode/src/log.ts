@@ -15,6 +15,8 @@ export const LOG_CHANNEL = "Agent Log";
 
 interface Shown {
     follower: LogFollower;
+    /** The first failure since the log was shown (or retried) was shown to the user. */
+    reported: boolean;
     /** The last lines printed, for tests and for copying (bounded). */
     recent: string[];
 }
@@ -30,6 +32,9 @@ export class AgentLogs implements vscode.Disposable {
     private readonly followChanged = new vscode.EventEmitter<{ id: string; following: boolean }>();
     /** Fires when the daemon starts or stops sending an agent's events to this window. */
     readonly onDidChangeFollowing = this.followChanged.event;
+    private readonly reportedFailure = new vscode.EventEmitter<{ id: string; message: string }>();
+    /** Fires when a failure to read a log was shown to the user (tests wait on it). */
+    readonly onDidReportFailure = this.reportedFailure.event;
 
     constructor(
         private readonly client: () => lc.LanguageClient | undefined,
@@ -41,6 +46,11 @@ export class AgentLogs implements vscode.Disposable {
         const channel = (this.channel ??= vscode.window.createOutputChannel(LOG_CHANNEL));
         if (this.shown?.follower.agentId === agent.id) {
             channel.show(true);
+            // After a failed read (no connection, the daemon went away): read what is missing now.
+            if (this.shown.follower.hasFailed()) {
+                this.shown.reported = false;
+                await this.shown.follower.retry();
+            }
             return;
         }
         void this.shown?.follower.stop();
@@ -51,6 +61,8 @@ export class AgentLogs implements vscode.Disposable {
         channel.appendLine(`State when opened: ${stateLabel(agent.state)}`);
         channel.appendLine("");
         const recent: string[] = [];
+        // Filled in below; the follower reports its failures through it.
+        const shown: Shown = { follower: undefined as unknown as LogFollower, recent, reported: false };
         const follower: LogFollower = new LogFollower(
             agent.id,
             agent.state,
@@ -62,10 +74,10 @@ export class AgentLogs implements vscode.Disposable {
                 },
             },
             (events) => this.print(follower, recent, events),
-            (e) => this.onError(`Cannot read the log of agent ${agent.name}`, e),
+            (e) => this.failed(shown, agent, e),
             (following) => this.followChanged.fire({ id: agent.id, following }),
         );
-        const shown: Shown = { follower, recent };
+        shown.follower = follower;
         this.shown = shown;
         channel.show(true);
         await shown.follower.start();
@@ -107,6 +119,21 @@ export class AgentLogs implements vscode.Disposable {
         void this.shown?.follower.reconnected();
     }
 
+    /** A request for the log failed: logged, and the first failure shown (later ones only logged), with Retry. */
+    private failed(shown: Shown, agent: ext.Agent, e: unknown): void {
+        this.onError(`Cannot read the log of agent ${agent.name}`, e);
+        if (shown.reported || this.shown !== shown) return;
+        shown.reported = true;
+        const message = e instanceof Error ? e.message : String(e);
+        this.reportedFailure.fire({ id: agent.id, message });
+        void vscode.window.showErrorMessage(`Cannot read the log of agent ${agent.name}: ${message}`, "Retry").then((choice) => {
+            if (choice === "Retry" && this.shown === shown) {
+                shown.reported = false;
+                void shown.follower.retry();
+            }
+        });
+    }
+
     private requireClient(): lc.LanguageClient {
         const c = this.client();
         if (c === undefined) throw new Error("not connected to the bgagents daemon");
@@ -131,5 +158,6 @@ export class AgentLogs implements vscode.Disposable {
         this.channel?.dispose();
         this.appended.dispose();
         this.followChanged.dispose();
+        this.reportedFailure.dispose();
     }
 }

@@ -56,24 +56,35 @@ export interface Abilities {
     findings: boolean;
 }
 
+/**
+ * Whether the agent's process ever started: one that failed while its
+ * worktree was prepared, was cancelled while queued, or is a pipeline step
+ * whose predecessor failed has no worktree or work to act on (the daemon
+ * refuses with -32042); only its log and Discard are offered.
+ */
+export function hasStarted(agent: Agent): boolean {
+    return (agent.startedAt !== null && agent.startedAt !== undefined && agent.startedAt !== "") || (agent.head !== undefined && agent.head !== "");
+}
+
 export function abilities(agent: Agent): Abilities {
     const s = agent.state;
+    const started = hasStarted(agent);
     const cleaned = agent.cleaned === true;
     const ended = !isLive(s) && !isLanded(s);
-    // Finished work that is still on its branch (the daemon refuses active, landed and unchanged agents).
-    const landable = !isActive(s) && !isLanded(s) && !cleaned && agent.readOnly !== true && !isReviewer(agent);
+    // Finished work that is still on its branch (the daemon refuses active, landed, unchanged and never started agents).
+    const landable = started && !isActive(s) && !isLanded(s) && !cleaned && agent.readOnly !== true && !isReviewer(agent);
     const { ended: review } = latestReview(agent);
     return {
-        open: !cleaned && (ended || s === "running"),
-        diff: !cleaned && s !== "queued" && s !== "provisioning",
-        followUp: !cleaned && (s === "needs_input" || s === "succeeded" || s === "failed"),
+        open: started && !cleaned && (ended || s === "running"),
+        diff: started && !cleaned && s !== "queued" && s !== "provisioning",
+        followUp: started && !cleaned && (s === "needs_input" || s === "succeeded" || s === "failed"),
         cancel: isLive(s) || s === "needs_input",
-        merge: ended && !cleaned,
+        merge: started && ended && !cleaned,
         discard: !isLanded(s),
         review: landable && agent.diff.commits > 0,
         push: landable,
         integrate: landable,
-        follow: agent.readOnly !== true && !isReviewer(agent) && (isLive(s) || s === "needs_input" || s === "succeeded"),
+        follow: agent.readOnly !== true && !isReviewer(agent) && (isLive(s) || s === "needs_input" || (started && s === "succeeded")),
         findings: (review?.findings?.length ?? 0) > 0,
     };
 }
@@ -307,12 +318,13 @@ export function groupEntries(sorted: readonly Agent[]): TreeEntry[] {
 /** The agents of a group that an integration can take: all of them have ended, and at least two have work on their branch; undefined otherwise. */
 export function integrable(agents: readonly Agent[]): Agent[] | undefined {
     if (agents.some((a) => isActive(a.state))) return undefined;
-    const ok = agents.filter((a) => abilities(a).integrate);
+    const ok = agents.filter((a) => abilities(a).integrate && a.diff.commits > 0);
     return ok.length >= 2 ? ok : undefined;
 }
 
 /** Counts for the status bar. */
 export interface Counts {
+    /** Agents running now (not queued or being prepared; reviewers not counted: they show under their agent). */
     running: number;
     needsInput: number;
 }
@@ -320,11 +332,49 @@ export interface Counts {
 export function count(agents: Iterable<Agent>, scope: Scope): Counts {
     const c: Counts = { running: 0, needsInput: 0 };
     for (const a of agents) {
-        if (!inScope(a.repo, scope)) continue;
-        if (isLive(a.state)) c.running++;
+        if (!inScope(a.repo, scope) || isReviewer(a)) continue;
+        if (a.state === "running") c.running++;
         else if (a.state === "needs_input") c.needsInput++;
     }
     return c;
+}
+
+/**
+ * Whether a window announces an agent's events: every window of its
+ * repository, except one opened on agents' worktrees (`worktreeFolders`,
+ * Open Worktree), which announces only those agents.
+ */
+export function announcedIn(agent: Agent, worktreeFolders: readonly string[]): boolean {
+    if (worktreeFolders.length === 0) return true;
+    return worktreeFolders.some((f) => isInside(f, agent.worktree));
+}
+
+/** Tools of questions that are questions to the user, not refused tools (AskUserQuestion of Claude Code, request_user_input of Codex). */
+const QUESTION_TOOLS = new Set(["AskUserQuestion", "request_user_input"]);
+
+/** The tools an agent was refused (its questions' tools, without those that only ask the user something). */
+export function refusedTools(agent: Agent): string[] {
+    return [...new Set((agent.questions ?? []).map((q) => q.tool).filter((t): t is string => t !== undefined && t !== "" && !QUESTION_TOOLS.has(t)))];
+}
+
+/**
+ * What of the sidebar a new snapshot changes: nothing shown ("none": e.g.
+ * only token counts moved), only the agent's row and children ("agent"), or
+ * the rows around it ("all": it appeared, left, changed state — its group's
+ * description, its order — or its group).
+ */
+export function treeChange(previous: Agent | undefined, next: Agent, now: Date, nameOf: NameOf = () => undefined): "none" | "agent" | "all" {
+    if (previous === undefined) return "all";
+    // A reviewer shows as the review under its agent (from that agent's record), and offers Cancel while it works.
+    if (isReviewer(next)) return previous.state === next.state ? "none" : "all";
+    if (previous.state !== next.state || previous.group !== next.group || previous.name !== next.name || previous.createdAt !== next.createdAt) return "all";
+    return shownKey(previous, now, nameOf) === shownKey(next, now, nameOf) ? "none" : "agent";
+}
+
+/** Everything an agent's row and its children show, but the token counts of its tooltip. */
+function shownKey(a: Agent, now: Date, nameOf: NameOf): string {
+    const children = JSON.stringify([a.reviews ?? [], a.conflicts ?? [], a.head ?? "", a.diff, a.cleaned === true]);
+    return [describe(a, now, nameOf), contextValue(a), a.task, a.result, a.error, a.model, JSON.stringify(a.questions ?? []), children].join("\u0000");
 }
 
 /** The status bar text: codicons and counts. */
@@ -466,7 +516,7 @@ export interface Notice {
     actions: NoticeAction[];
 }
 
-export type NoticeAction = "Open Worktree" | "Show Diff" | "Merge" | "Reply" | "Show Log";
+export type NoticeAction = "Open Worktree" | "Show Diff" | "Merge" | "Reply" | "Show Log" | "Discard";
 
 /**
  * The notification for an agent that reached succeeded, failed, needs_input
@@ -484,6 +534,7 @@ export function noticeFor(previous: Agent | undefined, next: Agent, since: Date)
     }
     const name = next.name;
     const a = abilities(next);
+    // One that never started has nothing to reply to or open: its log says why.
     const withAbilities = (actions: NoticeAction[]): NoticeAction[] =>
         actions.filter(
             (x) =>
@@ -512,8 +563,8 @@ export function noticeFor(previous: Agent | undefined, next: Agent, since: Date)
         case "failed":
             return {
                 severity: "error",
-                message: `Agent ${name} failed: ${firstLine(next.error, 200)}`,
-                actions: withAbilities(["Show Log", "Reply", "Open Worktree"]),
+                message: `Agent ${name} failed${hasStarted(next) ? "" : " before it started"}: ${firstLine(next.error, 200)}`,
+                actions: hasStarted(next) ? withAbilities(["Show Log", "Reply", "Open Worktree"]) : ["Show Log", "Discard"],
             };
         case "needs_input": {
             const q = next.questions?.[0]?.text ?? next.error.replace(/^needs input: /, "");

@@ -5,7 +5,7 @@
 import * as vscode from "vscode";
 
 import type { Config } from "./config";
-import { agentChoices, DEFAULT_AGENT_LABEL, modelChoices, reviewerChoices, variantChoices, type Choice } from "./choices";
+import { agentChoices, DEFAULT_AGENT_LABEL, modelChoices, reviewerChoices, variantChoices, type Choice, type KnownModel } from "./choices";
 import type { Agent, AgentsResult } from "./lsp_ext";
 
 export interface SpawnChoices {
@@ -25,7 +25,7 @@ export type AgentLister = (repo: string) => Promise<AgentsResult | undefined>;
 export async function askSpawn(
     config: Config,
     repo: string,
-    knownModels: readonly string[],
+    knownModels: readonly KnownModel[],
     listAgents: AgentLister,
     opts: { title: string; defaultTask?: string },
 ): Promise<SpawnChoices | undefined> {
@@ -46,7 +46,7 @@ export async function askSpawn(
     const agent = await pick(`${opts.title} (2/3): agent`, agentChoices(config.defaultAgent, await agents));
     if (agent === undefined) return undefined;
 
-    const model = await askModel(`${opts.title} (3/3): model`, modelChoices(config.defaultModel, knownModels, agent.model));
+    const model = await askModel(`${opts.title} (3/3): model`, modelChoices(config.defaultModel, knownModels, agent.model, agent.provider));
     if (model === undefined) return undefined;
     return { task: task.trim() === "" ? undefined : task.trim(), agent: agent.value, model: model.value };
 }
@@ -58,11 +58,11 @@ export interface ReviewChoices {
 }
 
 /** Asks for the reviewer's agent (another vendor than the writer's first) and model. Undefined when the user cancelled. */
-export async function askReviewer(writer: Agent, knownModels: readonly string[], listAgents: AgentLister): Promise<ReviewChoices | undefined> {
+export async function askReviewer(writer: Agent, knownModels: readonly KnownModel[], listAgents: AgentLister): Promise<ReviewChoices | undefined> {
     const title = `Review ${writer.name}`;
     const agent = await pick(`${title} (1/2): reviewer`, reviewerChoices(writer, await listAgents(writer.repo)));
     if (agent === undefined) return undefined;
-    const model = await askModel(`${title} (2/2): model`, modelChoices("", knownModels, agent.model));
+    const model = await askModel(`${title} (2/2): model`, modelChoices("", knownModels, agent.model, agent.provider));
     if (model === undefined) return undefined;
     return { agent: agent.value, model: model.value };
 }
@@ -124,9 +124,11 @@ async function pick(title: string, choices: Choice[]): Promise<Choice | undefine
 }
 
 /** Asks for a follow-up message (`draft` fills the box, e.g. a review's findings to address). */
-export async function askFollowUp(name: string, question: string | undefined, draft?: string): Promise<string | undefined> {
+export async function askFollowUp(name: string, question: string | undefined, draft?: string, onAsk?: (opts: { title: string; value: string }) => void): Promise<string | undefined> {
+    const title = `Follow-up for agent ${name}`;
+    onAsk?.({ title, value: draft ?? "" });
     const text = await vscode.window.showInputBox({
-        title: `Follow-up for agent ${name}`,
+        title,
         prompt: question !== undefined ? `The agent asks: ${question}` : "What should the agent do next? It continues in the same worktree.",
         ...(draft !== undefined ? { value: draft } : {}),
         ignoreFocusOut: true,

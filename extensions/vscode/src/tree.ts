@@ -21,8 +21,11 @@ import {
     type NameOf,
 } from "./landing";
 import type { Agent, FileChange, Finding, Review } from "./lsp_ext";
-import { contextValue, describe, integrable, isLive, stateIcon, stateLabel, tooltip, type RepoGroup } from "./model";
-import type { AgentStore } from "./store";
+import { contextValue, describe, integrable, isLive, isShown, stateIcon, stateLabel, tooltip, treeChange, type RepoGroup } from "./model";
+import type { AgentChange, AgentStore } from "./store";
+
+/** How long a live agent's list of changed files is reused (each listing snapshots its worktree): Refresh lists again at once. */
+export const LIVE_FILES_TTL_MS = 5000;
 
 export type Node =
     | { kind: "repo"; repo: string }
@@ -50,7 +53,7 @@ export class AgentsTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
     // Node objects are kept so that reveal() and refreshes hand VS Code the same elements.
     private readonly nodes = new Map<string, Node>();
     /** Changed files per agent, until its diff changes (a run ended, a merge). */
-    private readonly files = new Map<string, { key: string; files: Promise<FileChange[]> }>();
+    private readonly files = new Map<string, { key: string; at: number; files: Promise<FileChange[]> }>();
     private readonly disposables: vscode.Disposable[] = [];
     private readonly nameOf: NameOf = (id) => this.store.get(id)?.name;
 
@@ -59,11 +62,44 @@ export class AgentsTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
         private readonly listFiles: FileLister,
         private readonly now: () => Date = () => new Date(),
     ) {
-        this.disposables.push(store.onDidChange(() => this.refresh()));
+        this.disposables.push(store.onDidChange((c) => this.onStoreChange(c)));
     }
 
+    /** Redraws everything (a new list, a new scope, the ages each minute). */
     refresh(): void {
+        this.prune();
         this.changed.fire(undefined);
+    }
+
+    /** Lists changed files again on the next expand or redraw (Refresh). */
+    invalidateFiles(): void {
+        this.files.clear();
+    }
+
+    /** A snapshot: redraw only what it changes (usage-only updates of a running agent change nothing shown). */
+    private onStoreChange(c: AgentChange | undefined): void {
+        if (c === undefined) {
+            this.refresh();
+            return;
+        }
+        if (!this.store.inScope(c.agent) && (c.previous === undefined || !this.store.inScope(c.previous))) return;
+        const kind = treeChange(c.previous, c.agent, this.now(), this.nameOf);
+        if (kind === "none") return;
+        if (kind === "all" || !this.nodes.has(`agent:${c.agent.id}`)) this.refresh();
+        else this.changed.fire(this.agentNode(c.agent.id));
+    }
+
+    /** Forgets the nodes (and file lists) of agents no longer shown. */
+    private prune(): void {
+        const shown = (id: string): boolean => {
+            const a = this.store.get(id);
+            return a !== undefined && isShown(a);
+        };
+        for (const key of [...this.nodes.keys()]) {
+            const [kind, id = ""] = key.split(":", 2);
+            if ((kind === "agent" || kind === "review" || kind === "finding" || kind === "conflict") && !shown(id)) this.nodes.delete(key);
+        }
+        for (const id of [...this.files.keys()]) if (!shown(id)) this.files.delete(id);
     }
 
     private node<N extends Node>(key: string, make: () => N): N {
@@ -93,6 +129,11 @@ export class AgentsTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
 
     private findingNode(agentId: string, reviewId: string, index: number): Node {
         return this.node(`finding:${agentId}:${reviewId}:${index}`, () => ({ kind: "finding", agentId, reviewId, index }));
+    }
+
+    /** The node of an agent's conflict, for TreeView.reveal and the conflict notification's buttons. */
+    conflictNodeOf(agentId: string, index: number): Node {
+        return this.conflictNode(agentId, index);
     }
 
     private conflictNode(agentId: string, index: number): Node {
@@ -148,14 +189,14 @@ export class AgentsTree implements vscode.TreeDataProvider<Node>, vscode.Disposa
     }
 
     private changedFiles(agent: Agent): Promise<FileChange[]> {
-        // A running agent's files change without a new snapshot (the daemon's diff includes its uncommitted edits): ask each time.
-        if (isLive(agent.state)) return this.listFiles(agent);
         const d = agent.diff;
         const key = [agent.state, agent.head ?? "", d.commits, d.files, d.additions, d.deletions].join("|");
         const cached = this.files.get(agent.id);
-        if (cached !== undefined && cached.key === key) return cached.files;
+        const now = Date.now();
+        // A running agent's files change without a new snapshot (the daemon's diff includes its uncommitted edits): listed again after a while.
+        if (cached !== undefined && cached.key === key && (!isLive(agent.state) || now - cached.at < LIVE_FILES_TTL_MS)) return cached.files;
         const files = this.listFiles(agent);
-        this.files.set(agent.id, { key, files });
+        this.files.set(agent.id, { key, at: now, files });
         files.catch(() => this.files.delete(agent.id));
         return files;
     }

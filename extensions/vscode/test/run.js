@@ -146,6 +146,8 @@ function profile(name) {
         "diffEditor.renderSideBySide": true,
         "diffEditor.hideUnchangedRegions.enabled": false,
         "diffEditor.useInlineViewWhenSpaceIsLimited": false,
+        // A click on a row selects it (inline() does, so that its buttons stay shown) without expanding it.
+        "workbench.tree.expandMode": "doubleClick",
     };
     fs.writeFileSync(path.join(dir, "ud/User/settings.json"), JSON.stringify(settings, null, 2));
     // bgagents.path is machine-overridable: a remote window (code-server is
@@ -284,12 +286,25 @@ async function uiTests() {
     const agentDir = (name) => path.join(path.dirname(UI_REPO), `${path.basename(UI_REPO)}.worktrees`, name);
     /** The daemon's record of an agent, through the CLI (another client). */
     const record = async (name) => JSON.parse(await run(BIN, ["show", "--json", name], { cwd: UI_REPO }));
-    /** Clicks an agent's inline action (the buttons shown on the row). */
+    /**
+     * Clicks an agent's inline action (the buttons shown on the row). The
+     * row is selected first (its buttons stay shown while it is selected),
+     * and hover and click are tried again with short timeouts: rows move
+     * when children appear above them, and the buttons hide while they do.
+     */
     async function inline(name, label) {
-        await row(name).hover();
         const button = row(name).locator(`.action-label[aria-label="${label}"]`);
-        await button.waitFor({ timeout: 10_000 });
-        await button.click();
+        const end = Date.now() + 20_000;
+        for (;;) {
+            try {
+                await row(name).locator(".label-name").first().click({ timeout: 3000 });
+                await row(name).hover({ timeout: 3000 });
+                await button.click({ timeout: 3000 });
+                return;
+            } catch (e) {
+                if (Date.now() > end) throw e;
+            }
+        }
     }
     /** Closes every notification, so that the next one waited for is new. */
     async function clearToasts() {
@@ -396,11 +411,9 @@ async function uiTests() {
         });
 
         await check("Open Worktree in New Window (inline button) opens the worktree as a folder in a new window", async () => {
-            await row("from-cli").hover();
-            const button = row("from-cli").locator('.action-label[aria-label="Open Worktree in New Window"]');
-            const opened = ctx.waitForEvent("page", { timeout: 15_000 });
+            const opened = ctx.waitForEvent("page", { timeout: 30_000 });
             opened.catch(() => {}); // awaited below; a failed click must not leave it unhandled
-            await button.click();
+            await inline("from-cli", "Open Worktree in New Window");
             const win = await opened;
             await win.waitForURL(/folder=/, { timeout: 15_000 });
             const folder = new URL(win.url()).searchParams.get("folder");
@@ -420,9 +433,21 @@ async function uiTests() {
             await page.locator(".editor-instance .monaco-editor .view-line", { hasText: "return a - b" }).click();
             await page.keyboard.press("Home");
             await page.keyboard.press("Shift+End");
-            await page.keyboard.press("Control+.");
+            // The editor has the focus and shows the selection before the lightbulb is asked for.
+            await page.locator(".editor-instance .monaco-editor.focused .selected-text").first().waitFor({ state: "attached", timeout: 10_000 });
             const action = page.locator(".action-widget .monaco-list-row", { hasText: "Send to background agent" }).first();
-            await action.waitFor({ timeout: 15_000 });
+            // The code actions may not be known yet ("No code actions available"): ask again.
+            for (let i = 0; ; i++) {
+                await page.keyboard.press("Control+.");
+                try {
+                    await action.waitFor({ timeout: 5000 });
+                    break;
+                } catch (e) {
+                    if (i === 3) throw e;
+                    await page.keyboard.press("Escape");
+                    await page.locator(".editor-instance .monaco-editor.focused .selected-text").first().waitFor({ state: "attached", timeout: 10_000 });
+                }
+            }
             await action.click();
             await answer("(1/3): task", "Make add add");
             await answer("(2/3): agent");
@@ -496,7 +521,7 @@ async function uiTests() {
             await finding.waitFor({ timeout: 10_000 });
             if ((await row("review-plus-button-notes").count()) !== 0) throw new Error("the reviewer has a row of its own");
             await page.mouse.move(700, 500);
-            await shot("review");
+            await shot("vscode-review");
             // The worktree's calc.go (fixed), not the main checkout's.
             await finding.click();
             await page.locator(".tabs-container .tab.active", { hasText: "calc.go" }).waitFor({ timeout: 10_000 });
@@ -509,7 +534,7 @@ async function uiTests() {
             await row("make-add-add").locator(".monaco-tl-twistie").click();
             await view.locator('.monaco-list-row[aria-label="make-add-add conflicts with plus-button-notes: NOTES.md"]').waitFor({ timeout: 10_000 });
             await page.mouse.move(700, 500);
-            await shot("conflicts");
+            await shot("vscode-conflicts");
         });
 
         await check("Spawn Variants… starts a fan-out shown as one group; Integrate Variants (its context menu) merges them in a new agent", async () => {
@@ -523,7 +548,7 @@ async function uiTests() {
             await view.locator('.monaco-list-row[aria-label^="try-two-ways-v1, succeeded"]').waitFor({ timeout: 30_000 });
             await view.locator('.monaco-list-row[aria-label^="try-two-ways-v2, succeeded"]').waitFor({ timeout: 30_000 });
             await page.mouse.move(700, 500);
-            await shot("group");
+            await shot("vscode-group");
             await contextMenu(group, "Integrate Variants");
             await answer("Integrate try-two-ways-v1, try-two-ways-v2");
             await view.locator('.monaco-list-row[aria-label^="integrate-try-two-ways-v1, succeeded"]').waitFor({ timeout: 30_000 });
@@ -552,7 +577,7 @@ async function uiTests() {
             });
             await view.locator('.monaco-list-row[aria-label^="from-cli, succeeded"]').waitFor({ timeout: 10_000 });
             const logs = await run(BIN, ["logs", "from-cli"], { cwd: UI_REPO });
-            if (!/you: Add a usage example/.test(logs) && !/Add a usage example/.test(logs)) throw new Error(`log: ${logs}`);
+            if (!/✉ you: Add a usage example/.test(logs)) throw new Error(`log: ${logs}`);
         });
 
         await check("an agent that needs input is announced; Reply asks for the answer and whether to allow the refused tool, and it runs again", async () => {

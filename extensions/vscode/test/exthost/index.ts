@@ -68,6 +68,11 @@ function waitFor<T>(what: string, ms: number, now: () => T | undefined, event: v
     });
 }
 
+/** Conflict notifications come as branches move; tests about other notifications leave them out. */
+function isConflictNotice(n: object): boolean {
+    return "kind" in n && (n as { kind: unknown }).kind === "conflict";
+}
+
 /** An event that fires when any of events does. */
 function anyOf(...events: vscode.Event<unknown>[]): vscode.Event<unknown> {
     return (listener) => {
@@ -205,7 +210,7 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
     await r.test("bgagents.spawn with a task: the agent runs, finishes and is announced with Show Diff, Open Worktree, Merge", async () => {
         const notices: string[][] = [];
         const sub = ctx().onDidShowNotice((n) => {
-            if (n.agent.name === "ext-first") notices.push(n.notice.actions);
+            if (n.agent.name === "ext-first" && !isConflictNotice(n.notice)) notices.push(n.notice.actions);
         });
         try {
             await h.spawn({ task: "Fix add in calc.go", name: "ext-first" });
@@ -222,7 +227,7 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
     await r.test("a failed agent is announced as an error with Show Log, Reply, Open Worktree", async () => {
         const notices: { severity: string; message: string; actions: string[] }[] = [];
         const sub = ctx().onDidShowNotice((n) => {
-            if (n.agent.name === "ext-fail") notices.push(n.notice);
+            if (n.agent.name === "ext-fail" && !isConflictNotice(n.notice)) notices.push(n.notice);
         });
         try {
             await h.spawn({ task: "Try and FAIL", name: "ext-fail" });
@@ -498,6 +503,8 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
                 .sort();
         assert.deepEqual(await files(), ["D README.md", "M NOTES.md"]);
         fs.writeFileSync(path.join(spawned.worktree, "extra.txt"), "an untracked file\n");
+        // Listed again after a few seconds (each listing snapshots the worktree), or at once on Refresh.
+        await vscode.commands.executeCommand("bgagents.refresh");
         assert.deepEqual(await files(), ["A extra.txt", "D README.md", "M NOTES.md"]);
 
         await vscode.commands.executeCommand("workbench.action.closeAllEditors");
@@ -535,7 +542,7 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
         await h.waitState("ext-offline", ["running"]);
         const notices: string[] = [];
         const sub = ctx().onDidShowNotice((n) => {
-            if (n.agent.name === "ext-offline") notices.push(n.notice.message);
+            if (n.agent.name === "ext-offline" && !isConflictNotice(n.notice)) notices.push(n.notice.message);
         });
         try {
             await ctx().stop();
@@ -565,7 +572,7 @@ async function mainSuite(r: Runner, h: Harness): Promise<void> {
         assert.ok(before);
         const notices: string[] = [];
         const sub = ctx().onDidShowNotice((n) => {
-            if (n.agent.name === "ext-restart") notices.push(n.notice.message);
+            if (n.agent.name === "ext-restart" && !isConflictNotice(n.notice)) notices.push(n.notice.message);
         });
         try {
             const reconnected = waitFor(
@@ -622,7 +629,7 @@ async function landingTests(r: Runner, h: Harness): Promise<void> {
         assert.equal(choices[0]?.value, "asker", `reviewer choices: ${JSON.stringify(choices)}`);
         const notices: { message: string; actions: string[] }[] = [];
         const sub2 = ctx().onDidShowNotice((n) => {
-            if (n.agent.name === "ext-cli" || n.agent.name === "review-ext-cli") notices.push({ message: n.notice.message, actions: [...n.notice.actions] });
+            if ((n.agent.name === "ext-cli" || n.agent.name === "review-ext-cli") && !isConflictNotice(n.notice)) notices.push({ message: n.notice.message, actions: [...n.notice.actions] });
         });
         try {
             const rev = (await vscode.commands.executeCommand("bgagents.review", writer.id, { agent: "asker" })) as Agent | undefined;
@@ -680,6 +687,23 @@ async function landingTests(r: Runner, h: Harness): Promise<void> {
             assert.equal(editor.selection.active.line, 4);
             assert.equal(notices.length, 1, "announced once");
             await vscode.commands.executeCommand("workbench.action.closeAllEditors");
+
+            // Reply (the notification's button): the follow-up's input box has the findings on one line.
+            const asked: { title: string; value: string }[] = [];
+            const sub3 = ctx().onDidAsk((a) => asked.push(a));
+            try {
+                const reply = ctx().replyToReview(reviewed, reviewed.reviews![0]!);
+                const box = await waitFor("the follow-up's input box", 10_000, () => asked[0], ctx().onDidAsk);
+                assert.equal(box.title, "Follow-up for agent ext-cli");
+                assert.equal(
+                    box.value,
+                    "Address the review by asker (changes requested): add adds now, but nothing tests it. Findings: calc.go:5: [medium] add has no test; NOTES.md:1: [low] NOTES.md only repeats the task",
+                );
+                await vscode.commands.executeCommand("workbench.action.closeQuickOpen");
+                assert.equal(await reply, undefined, "nothing is sent when the box is closed");
+            } finally {
+                sub3.dispose();
+            }
         } finally {
             sub2.dispose();
         }
@@ -751,6 +775,57 @@ async function landingTests(r: Runner, h: Harness): Promise<void> {
             );
         } else assert.match(f.message, /gh/);
         assert.equal(h.agentNamed("ext-right")?.pullRequest, undefined);
+        if (!gh) {
+            // Asked interactively: said before any question, from bgagents/agents (push.gh).
+            assert.equal((await ctx().agentsOf(REPO))?.push.gh, false);
+            const upFront = await failed("pullRequest", () => vscode.commands.executeCommand("bgagents.pullRequest", right.id));
+            assert.match(upFront.message, /^The GitHub CLI \(gh\) is not installed where the bgagents daemon runs, so no pull request can be opened for ext-right: install it \(https:\/\/cli\.github\.com\)/);
+        }
+    });
+
+    await r.test("pull request through gh: the URL is recorded, shown on the row and announced with Open (gh is a stand-in: GitHub is unreachable here)", async () => {
+        const right = h.agentNamed("ext-right");
+        assert.ok(right);
+        // A stand-in gh on the daemon's PATH answering what the daemon asks (server/landing_test.go TestPullRequestThroughGH).
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bgagents-gh-"));
+        const calls = path.join(dir, "calls");
+        fs.writeFileSync(
+            path.join(dir, "gh"),
+            `#!/bin/sh\necho "$@" >> ${calls}\nif [ "$1" = auth ]; then exit 0; fi\nif [ "$1" = repo ]; then echo acme; exit 0; fi\ncat > /dev/null\necho https://github.com/acme/app/pull/42\n`,
+            { mode: 0o755 },
+        );
+        const oldPath = process.env["PATH"];
+        process.env["PATH"] = `${dir}${path.delimiter}${oldPath ?? ""}`;
+        const links: { message: string; url: string }[] = [];
+        const sub2 = ctx().onDidShowNotice((n) => {
+            if ("kind" in n.notice && n.notice.kind === "link") links.push({ message: n.notice.message, url: n.notice.url });
+        });
+        try {
+            // The daemon gets the PATH of the `bgagents lsp` that starts it: stop it, and the client starts a new one.
+            const before = ctx().daemon();
+            assert.ok(before);
+            const reconnected = waitFor(
+                "a connection to a new daemon",
+                30_000,
+                () => {
+                    const d = ctx().daemon();
+                    return d !== undefined && d.pid !== before.pid && ctx().client() !== undefined ? d : undefined;
+                },
+                ctx().onDidStart,
+            );
+            await cli(["daemon", "--stop"]);
+            await reconnected;
+            assert.equal((await ctx().agentsOf(REPO))?.push.gh, true);
+            const pr = (await vscode.commands.executeCommand("bgagents.pullRequest", right.id, { title: "Keep the right side" })) as Agent | undefined;
+            assert.equal(pr?.pullRequest, "https://github.com/acme/app/pull/42");
+            assert.equal(h.agentNamed("ext-right")?.pullRequest, "https://github.com/acme/app/pull/42");
+            assert.match(fs.readFileSync(calls, "utf8"), /pr create --head bgagents\/ext-right --title Keep the right side/);
+            assert.deepEqual(links, [{ message: "Pull request #42 for ext-right: https://github.com/acme/app/pull/42", url: "https://github.com/acme/app/pull/42" }]);
+            assert.match(String(item(tree().agentNode(right.id)).description), / · PR #42$/);
+        } finally {
+            sub2.dispose();
+            process.env["PATH"] = oldPath;
+        }
     });
 
     await r.test("pipeline: a step spawned after an agent waits for it (its row says so), then starts on its branch", async () => {
@@ -846,7 +921,7 @@ async function noRepoSuite(r: Runner, h: Harness): Promise<void> {
         await cli(["rm", "--force", probe.id]);
     });
 
-    await r.test("spawning asks for a repository first", async () => {
+    await r.test("spawning without a repository says to open one, before asking anything", async () => {
         const failures: string[] = [];
         const sub = ctx().onDidFailCommand((f) => failures.push(f.message));
         try {
@@ -855,6 +930,31 @@ async function noRepoSuite(r: Runner, h: Harness): Promise<void> {
             sub.dispose();
         }
         assert.deepEqual(failures, ["Open a folder of a git repository first: agents work on the repository of the open folder."]);
+    });
+
+    await r.test("a `bgagents lsp` that cannot connect: one error with what it said on stderr (not the install hint), the status bar says so and restarts; fixing the path reconnects", async () => {
+        // A stand-in for `bgagents lsp` refusing another build's daemon.
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bgagents-fake-"));
+        const fake = path.join(dir, "bgagents");
+        fs.writeFileSync(fake, "#!/bin/sh\ncat >&2 <<'EOF'\nbgagents: the running daemon (pid 4242) is not this binary's build (test); stop it with `bgagents daemon --stop`\nEOF\nexit 1\n", { mode: 0o755 });
+        const states: { state: string; message: string }[] = [];
+        const sub = ctx().onDidChangeConnection((c) => states.push(c));
+        const cfg = () => vscode.workspace.getConfiguration("bgagents");
+        try {
+            await cfg().update("path", fake, vscode.ConfigurationTarget.Workspace);
+            const failed = await waitFor("the connection to fail", 30_000, () => (ctx().connectionState().state === "failed" ? ctx().connectionState() : undefined), ctx().onDidChangeConnection);
+            assert.match(failed.message, /is not this binary's build \(test\); stop it with `bgagents daemon --stop`/);
+            assert.equal(states.filter((c) => c.state === "failed" || c.state === "disconnected").length, 1, JSON.stringify(states));
+            assert.equal(ctx().statusBarText(), "$(error) bgagents: not connected");
+            assert.ok(ctx().statusBarShown());
+            assert.equal(ctx().client(), undefined);
+        } finally {
+            await cfg().update("path", undefined, vscode.ConfigurationTarget.Workspace);
+            sub.dispose();
+        }
+        await waitFor("connected again", 30_000, () => (ctx().connectionState().state === "connected" ? true : undefined), ctx().onDidChangeConnection);
+        assert.equal(states.filter((c) => c.state === "failed" || c.state === "disconnected").length, 1, JSON.stringify(states));
+        assert.equal(ctx().statusBarShown(), false, "a window without a repository shows no counts");
     });
 }
 

@@ -165,4 +165,21 @@ suite("LogFollower", () => {
         await started;
         assert.deepEqual(daemon.calls, []);
     });
+
+    test("a failed read is reported and remembered; retrying reads the log and follows it", async () => {
+        const { daemon, printed, errors, follower } = setup("running");
+        daemon.append(3);
+        const real = daemon.log.bind(daemon);
+        daemon.log = () => Promise.reject(new Error("not connected to the bgagents daemon"));
+        await follower.start();
+        assert.equal(errors.length, 1);
+        assert.ok(follower.hasFailed());
+        assert.deepEqual(printed, []);
+        daemon.log = real;
+        await follower.retry();
+        assert.ok(!follower.hasFailed());
+        assert.deepEqual(printed, [1, 2, 3]);
+        assert.ok(follower.isFollowing());
+        assert.deepEqual(daemon.calls, ["log 1 follow"]);
+    });
 });

@@ -3,6 +3,8 @@ import { suite, test } from "node:test";
 
 import {
     conflictLabel,
+    conflictNotices,
+    mergeTargets,
     findingLabel,
     findingLocation,
     findingSeverity,
@@ -106,8 +108,27 @@ suite("reviews", () => {
     test("Reply drafts a follow-up with the findings", () => {
         assert.equal(
             followUpForReview(verdict),
-            "Address the review by asker (changes requested).\nadd adds now, but nothing tests it\n- calc.go:5: [medium] add has no test\n- NOTES.md:1: [low] NOTES.md only repeats the task\nand nothing else\n- the task is vague",
+            "Address the review by asker (changes requested): add adds now, but nothing tests it. Findings: calc.go:5: [medium] add has no test; NOTES.md:1: [low] NOTES.md only repeats the task and nothing else; the task is vague",
         );
+        assert.ok(!followUpForReview(verdict).includes("\n"), "an input box has one line");
+        assert.equal(followUpForReview({ ...verdict, summary: "", findings: [] }), "Address the review by asker (changes requested).");
+    });
+
+    test("a new conflict is announced once per pair, naming the other agent or the base; Integrate… when both can be integrated", () => {
+        const announced = new Set<string>();
+        const left = agent({ id: "l", name: "left" });
+        const right = agent({ id: "r", name: "right" });
+        const get = (id: string) => (id === "l" ? left : id === "r" ? right : undefined);
+        const withRight = agent({ id: "l", name: "left", conflicts: [{ agent: "r", files: ["NOTES.md"] }] });
+        const n = conflictNotices(left, withRight, get, announced);
+        assert.deepEqual(n, [{ kind: "conflict", severity: "warning", message: "Agent left conflicts with right in NOTES.md — merging both needs a resolution.", actions: ["Show", "Integrate…"], index: 0 }]);
+        // The other side of the same pair is not announced again, nor the same snapshot twice.
+        assert.deepEqual(conflictNotices(right, agent({ id: "r", name: "right", conflicts: [{ agent: "l", files: ["NOTES.md"] }] }), get, announced), []);
+        assert.deepEqual(conflictNotices(withRight, withRight, get, announced), []);
+        const base = conflictNotices(withRight, agent({ id: "l", name: "left", conflicts: [{ agent: "r", files: ["NOTES.md"] }, { base: "main", files: ["a.go"] }] }), get, announced);
+        assert.deepEqual(base.map((x) => [x.message, x.actions, x.index]), [["Agent left conflicts with main in a.go (main moved on since it started).", ["Show"], 1]]);
+        // A record seen first (a list at connect) announces nothing.
+        assert.deepEqual(conflictNotices(undefined, agent({ id: "x", conflicts: [{ agent: "y", files: ["f"] }] }), get, new Set()), []);
     });
 });
 
@@ -141,5 +162,17 @@ suite("conflicts, groups, pushes", () => {
         assert.equal(prNumber("https://github.com/acme/app/pull/7"), "#7");
         assert.equal(prNumber("https://example.com/x"), "");
         assert.equal(pushedMessage(agent({ pushed: { remote: "origin", branch: "bgagents/fix-add", commit: "0123456789ab", at: "" } })), "Pushed bgagents/fix-add to origin (0123456).");
+    });
+});
+
+suite("merge target", () => {
+    test("the base when it is a local branch, else the main checkout's branch; a pipeline step may land in the main checkout's branch instead", () => {
+        assert.deepEqual(mergeTargets(agent({ base: "main" }), true, "main"), { target: "main" });
+        assert.deepEqual(mergeTargets(agent({ base: "v1.2" }), false, "dev"), { target: "dev" });
+        assert.deepEqual(mergeTargets(agent({ base: "v1.2" }), false, undefined), { target: undefined });
+        const step = agent({ base: "bgagents/first", after: "dep1" });
+        assert.deepEqual(mergeTargets(step, true, "main"), { target: "bgagents/first", alternative: "main" });
+        // The predecessor was merged: its branch is gone, the step lands in the main checkout's branch.
+        assert.deepEqual(mergeTargets(step, false, "main"), { target: "main" });
     });
 });

@@ -6,6 +6,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { suite, test } from "node:test";
 
+import type { Review } from "../../src/lsp_ext";
+import { contextValue } from "../../src/model";
+import { agent } from "./fixtures";
+
 interface MenuEntry {
     command: string;
     when?: string;
@@ -73,7 +77,14 @@ suite("manifest", () => {
         const items = manifest.contributes.menus["view/item/context"] ?? [];
         const when = (command: string) => items.filter((i) => i.command === command).map((i) => i.when ?? "");
         const matches = (command: string, contextValue: string) => when(command).some((w) => new RegExp(/viewItem =~ \/(.*)\/$/.exec(w)?.[1] ?? "^$").test(contextValue));
-        const row = "agent state-succeeded open diff followup merge discard review findings push follow";
+        // The real contextValue of a finished agent with a review that has findings.
+        const row = contextValue(
+            agent({ reviews: [{ id: "r1", name: "review-fix-add", agent: "asker", state: "succeeded", head: "abc", verdict: "request_changes", findings: [{ message: "add has no test" }], createdAt: "2026-11-21T16:00:06Z" } satisfies Review] }),
+        );
+        assert.match(row, /\bfindings\b/);
+        const never = contextValue(agent({ state: "failed", startedAt: null }));
+        for (const c of ["bgagents.merge", "bgagents.followUp", "bgagents.openWorktree", "bgagents.showDiff", "bgagents.push", "bgagents.review", "bgagents.spawnAfter"]) assert.ok(!matches(c, never), `${c} on an agent that never started`);
+        for (const c of ["bgagents.showLog", "bgagents.discard"]) assert.ok(matches(c, never), `${c} on an agent that never started`);
         for (const c of ["bgagents.push", "bgagents.pullRequest", "bgagents.showFindings", "bgagents.spawnAfter", "bgagents.review"]) assert.ok(matches(c, row), `${c} on an agent row`);
         assert.ok(matches("bgagents.integrateVariants", "bgagentsGroup integrate"));
         assert.ok(!matches("bgagents.integrateVariants", "bgagentsGroup"));

@@ -28,6 +28,10 @@ import {
     statusText,
     statusTooltip,
     tooltip,
+    announcedIn,
+    hasStarted,
+    refusedTools,
+    treeChange,
 } from "../../src/model";
 import type { Agent } from "../../src/lsp_ext";
 import { agent } from "./fixtures";
@@ -266,6 +270,7 @@ suite("tree", () => {
         assert.equal(integrable([v1, { ...v2, state: "running" }]), undefined, "one still works");
         assert.equal(integrable([v1, { ...v2, cleaned: true }]), undefined, "one changed nothing");
         assert.deepEqual(integrable([v1, v2, agent({ id: "v3", cleaned: true })])?.map((a) => a.id), ["v1", "v2"]);
+        assert.equal(integrable([v1, { ...v2, diff: { commits: 0, files: 0, additions: 0, deletions: 0 } }]), undefined, "one has no commit");
     });
 
     test("reviewers show under the agent they review, not as agents; one whose agent is gone only while it works", () => {
@@ -417,5 +422,69 @@ suite("notifications", () => {
         assert.equal(noticeFor(agent({ state: "queued" }), running, since), undefined);
         assert.equal(noticeFor(undefined, agent(), new Date("2026-11-21T17:00:00Z")), undefined);
         assert.ok(noticeFor(undefined, agent(), since) !== undefined);
+    });
+});
+
+suite("agents that never started", () => {
+    test("failed in preparation, cancelled while queued, or a step failed by its predecessor: only Show Log and Discard", () => {
+        for (const a of [
+            agent({ state: "failed", startedAt: null, error: "setup failed", diff: { commits: 0, files: 0, additions: 0, deletions: 0 } }),
+            agent({ state: "cancelled", startedAt: null, diff: { commits: 0, files: 0, additions: 0, deletions: 0 } }),
+            agent({ state: "failed", startedAt: null, after: "dep1", error: "dependency failed" }),
+        ]) {
+            assert.ok(!hasStarted(a));
+            assert.equal(contextValue(a), `agent state-${a.state} discard`);
+            const ab = abilities(a);
+            assert.ok(!ab.open && !ab.diff && !ab.followUp && !ab.merge && !ab.push && !ab.integrate && !ab.review && !ab.follow);
+        }
+        const n = noticeFor(agent({ state: "provisioning", startedAt: null }), agent({ state: "failed", startedAt: null, error: "setup: exit 1" }), new Date(0));
+        assert.deepEqual(n, { severity: "error", message: "Agent fix-add failed before it started: setup: exit 1", actions: ["Show Log", "Discard"] });
+        assert.ok(hasStarted(agent({ startedAt: null, head: "abc" })), "a recorded head counts");
+    });
+});
+
+suite("status bar and announcements", () => {
+    test("running counts running agents only: not queued or provisioning ones, nor reviewers", () => {
+        const scope = { roots: ["/tmp/bg/repo"], folders: [] };
+        const c = count(
+            [
+                agent({ id: "1", state: "running" }),
+                agent({ id: "2", state: "queued" }),
+                agent({ id: "3", state: "provisioning" }),
+                agent({ id: "4", state: "running", reviewOf: "1" }),
+                agent({ id: "5", state: "needs_input" }),
+            ],
+            scope,
+        );
+        assert.deepEqual(c, { running: 1, needsInput: 1 });
+    });
+
+    test("a window on an agent's worktree announces only that agent", () => {
+        assert.ok(announcedIn(agent(), []));
+        assert.ok(announcedIn(agent({ name: "fix-add" }), ["/tmp/bg/repo.worktrees/fix-add"]));
+        assert.ok(!announcedIn(agent({ name: "other" }), ["/tmp/bg/repo.worktrees/fix-add"]));
+    });
+
+    test("questions asked through AskUserQuestion or request_user_input are no refused tools", () => {
+        const a = agent({
+            state: "needs_input",
+            questions: [{ text: "Which one?", tool: "AskUserQuestion" }, { text: "Write?", tool: "Write" }, { text: "Sure?", tool: "request_user_input" }, { text: "Write again?", tool: "Write" }],
+        });
+        assert.deepEqual(refusedTools(a), ["Write"]);
+    });
+});
+
+suite("tree updates", () => {
+    test("a usage-only snapshot changes nothing shown; a new diff redraws the agent; a state change redraws the rows around it", () => {
+        const running = agent({ state: "running", finishedAt: null });
+        const tokens = { ...running, usage: { ...running.usage, inputTokens: 500 }, updatedAt: "2026-11-21T16:00:06Z" };
+        assert.equal(treeChange(running, tokens, NOW), "none");
+        assert.equal(treeChange(running, { ...running, usage: { ...running.usage, costUsd: 0.5 } }, NOW), "agent");
+        assert.equal(treeChange(running, { ...running, diff: { commits: 2, files: 3, additions: 1, deletions: 0 } }, NOW), "agent");
+        assert.equal(treeChange(running, { ...running, state: "succeeded" }, NOW), "all");
+        assert.equal(treeChange(undefined, running, NOW), "all");
+        const reviewer = agent({ state: "running", reviewOf: "x" });
+        assert.equal(treeChange(reviewer, { ...reviewer, usage: { ...reviewer.usage, costUsd: 1 } }, NOW), "none");
+        assert.equal(treeChange(reviewer, { ...reviewer, state: "succeeded" }, NOW), "all");
     });
 });
