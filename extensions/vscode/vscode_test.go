@@ -10,13 +10,18 @@
 package vscode_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -98,9 +103,63 @@ func build(t *testing.T, cache string) (vsix string) {
 	tsc := filepath.Join(extDir(), "node_modules", "typescript", "bin", "tsc")
 	node(t, cache, nil, 2*time.Minute, tsc, "-p", ".", "--noEmit")
 	node(t, cache, nil, 2*time.Minute, "esbuild.mjs", "--production")
-	node(t, cache, nil, 2*time.Minute, vsce, "package", "--no-dependencies", "--skip-license", "--out", vsix)
+	// As package.json's "package" script: vsce ignores repository.directory, so the README's
+	// relative links and images are based on this folder's URL explicitly.
+	node(t, cache, nil, 2*time.Minute, vsce, "package", "--no-dependencies", "--skip-license", "--no-gitHubIssueLinking",
+		"--baseContentUrl", "https://github.com/bgagents/bgagents/blob/HEAD/extensions/vscode",
+		"--baseImagesUrl", "https://github.com/bgagents/bgagents/raw/HEAD/extensions/vscode",
+		"--out", vsix)
+	checkReadmeImages(t, vsix)
 	node(t, cache, nil, 2*time.Minute, "esbuild.mjs", "--tests")
 	return vsix
+}
+
+// checkReadmeImages checks that the packaged README's images (what the
+// Marketplace and the Extensions view show) resolve to the images of
+// docs/images on GitHub.
+func checkReadmeImages(t *testing.T, vsix string) {
+	t.Helper()
+	z, err := zip.OpenReader(vsix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer z.Close()
+	var readme []byte
+	for _, f := range z.File {
+		if strings.EqualFold(f.Name, "extension/readme.md") {
+			r, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			readme, err = io.ReadAll(r)
+			r.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	images := regexp.MustCompile(`!\[[^\]]*\]\(([^)\s]+)\)`).FindAllSubmatch(readme, -1)
+	if len(images) == 0 {
+		t.Fatalf("%s: no images in extension/readme.md", vsix)
+	}
+	const prefix = "https://github.com/bgagents/bgagents/raw/HEAD/docs/images/"
+	for _, m := range images {
+		u, err := url.Parse(string(m[1]))
+		if err != nil {
+			t.Fatalf("packaged README: image %s: %v", m[1], err)
+		}
+		// What a browser fetches: the URL with its dot segments resolved.
+		u.Path = path.Clean(u.Path)
+		abs := u.String()
+		name, ok := strings.CutPrefix(abs, prefix)
+		if !ok {
+			t.Errorf("packaged README: image %s resolves to %s, not under %s", m[1], abs, prefix)
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(extDir(), "..", "..", "docs", "images", name)); err != nil {
+			t.Errorf("packaged README: image %s: %v", abs, err)
+		}
+	}
 }
 
 func TestVSCode(t *testing.T) {
@@ -120,18 +179,27 @@ func TestVSCode(t *testing.T) {
 			t.Skip("skipping the code-server tests in -short mode")
 		}
 		bin := testenv.Bgagents(t)
-		root := t.TempDir()
-		if os.Getenv("BGAGENTS_VSCODE_KEEP") != "" {
-			// Keep profiles and logs (code-server's, the extension host's) for a look afterwards.
-			var err error
-			if root, err = os.MkdirTemp("", "bgagents-vscode-"); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("BGAGENTS_VSCODE_KEEP: keeping %s", root)
+		// Profiles, logs (code-server's, the extension host's, the daemon's) and
+		// failure screenshots: kept when the test fails (or with
+		// BGAGENTS_VSCODE_KEEP), removed otherwise. The first cleanup runs last.
+		root, err := os.MkdirTemp("", "bgagents-vscode-")
+		if err != nil {
+			t.Fatal(err)
 		}
 		work := filepath.Join(root, "work")
 		gates := filepath.Join(root, "gates")
 		home := filepath.Join(root, "home")
+		t.Cleanup(func() {
+			switch {
+			case t.Failed():
+				t.Logf("the daemon's log (%s), its end:\n%s", filepath.Join(home, "daemon.log"), tail(filepath.Join(home, "daemon.log"), 80))
+				t.Logf("kept the run's folder for a look: %s (work/failure-*.png: the screen at each failure; work/*/ud/logs: VS Code's logs; home/daemon.log)", root)
+			case os.Getenv("BGAGENTS_VSCODE_KEEP") != "":
+				t.Logf("BGAGENTS_VSCODE_KEEP: kept %s", root)
+			default:
+				os.RemoveAll(root) //nolint:errcheck
+			}
+		})
 		for _, d := range []string{work, gates, home} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				t.Fatal(err)
@@ -276,6 +344,19 @@ func killStragglers(t *testing.T, work string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// tail is the end of a file: its last n lines.
+func tail(file string, n int) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // keepScreenshots copies the run's screenshots meant for the docs

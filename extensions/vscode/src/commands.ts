@@ -401,7 +401,8 @@ export function showFindings(ctx: Ctx): Cmd {
         } else if (uris.length > 0) {
             await vscode.commands.executeCommand("workbench.actions.view.problems");
         }
-        ctx.reveal(ctx.tree.reviewNode(agent.id, r.id), { select: true, expand: true });
+        // Asked for (a notification's button, the context menu): the sidebar opens if it is closed.
+        ctx.reveal(ctx.tree.reviewNode(agent.id, r.id), { select: true, expand: true, force: true });
         return uris;
     };
 }
@@ -490,10 +491,12 @@ export function pullRequest(ctx: Ctx): Cmd {
                 validateInput: (v) => (v.trim() === "" ? "Give the pull request a title." : undefined),
             });
             if (title === undefined) return undefined;
+            // The daemon asks for the agent's base when it is a local branch; otherwise gh uses the repository's default branch.
+            const into = (await isLocalBranch(agent.repo, agent.base)) ? `into ${agent.base}` : "into the repository's default branch (gh decides)";
             const kind = await vscode.window.showQuickPick(
                 [
-                    { label: "Create Pull Request", draft: false, description: `into ${agent.base}` },
-                    { label: "Create Draft Pull Request", draft: true, description: `into ${agent.base}` },
+                    { label: "Create Pull Request", draft: false, description: into },
+                    { label: "Create Draft Pull Request", draft: true, description: into },
                 ],
                 { title: `Pull request for ${agent.name} (2/2)`, ignoreFocusOut: true },
             );

@@ -383,7 +383,8 @@ export class Ctx implements vscode.Disposable {
     private showConflictNotice(agent: ext.Agent, notice: ConflictNotice): void {
         this.noticeShown.fire({ agent, notice });
         void vscode.window.showWarningMessage(notice.message, ...notice.actions).then((choice) => {
-            if (choice === "Show") this.reveal(this.tree.conflictNodeOf(agent.id, notice.index), { select: true });
+            // Asked for: the sidebar opens if it is closed.
+            if (choice === "Show") this.reveal(this.tree.conflictNodeOf(agent.id, notice.index), { select: true, force: true });
             if (choice === "Integrate…") void vscode.commands.executeCommand("bgagents.integrate", this.tree.conflictNodeOf(agent.id, notice.index));
         });
     }
@@ -398,9 +399,13 @@ export class Ctx implements vscode.Disposable {
         this.reveal(node, { select: true, expand: group !== undefined });
     }
 
-    /** Shows a node in the sidebar when it is open (best effort: the node may be gone). */
-    reveal(node: Node, opts: { select?: boolean; expand?: boolean | number } = {}): void {
-        if (!this.view.visible) return;
+    /**
+     * Shows a node in the sidebar (best effort: the node may be gone). Only
+     * when the sidebar is open, unless force (the user asked for it: Show,
+     * Show Findings), which opens it.
+     */
+    reveal(node: Node, opts: { select?: boolean; expand?: boolean | number; force?: boolean } = {}): void {
+        if (!this.view.visible && opts.force !== true) return;
         this.view.reveal(node, { select: opts.select ?? true, focus: false, expand: opts.expand ?? false }).then(undefined, () => undefined);
     }
 

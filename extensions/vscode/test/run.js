@@ -11,7 +11,10 @@
 // vscode_test.go prepares the repositories and the daemon's home and runs
 // this with Node 24; run it through `go test ./extensions/vscode/`.
 // Every wait has a deadline and waits on DOM state or an event, never on a
-// fixed sleep. Prints "ok"/"FAIL" lines and "N passed, N failed".
+// fixed sleep (short pauses only between attempts). What clicks on the
+// sidebar's rows is tried again until a deadline (onRow): rows move, are
+// redrawn, or are out of view. Prints "ok"/"FAIL" lines (a failure in full,
+// with a screenshot) and "N passed, N failed".
 //
 // Environment:
 //   BGAGENTS_VSCODE_DIR   .cache/vscode (code-server, playwright-core)
@@ -65,10 +68,13 @@ async function check(name, fn) {
         return true;
     } catch (e) {
         failed++;
-        log(`FAIL ${name}: ${String((e && e.stack) || e).split("\n").slice(0, 4).join("\n     ")}`);
+        // All of it: Playwright's message has the call log (what it waited for, and what was in the way).
+        const text = (e && e.stack) || String(e);
+        const message = e && e.message && !text.includes(e.message) ? `${e.message}\n${text}` : text;
+        log(`FAIL ${name} (after ${Date.now() - t} ms): ${message.split("\n").join("\n     ")}`);
         if (currentPage) {
             const file = path.join(WORK, `failure-${failed}.png`);
-            await currentPage.screenshot({ path: file }).then(() => log(`     screenshot: ${file}`), () => {});
+            await currentPage.screenshot({ path: file }).then(() => log(`     screenshot: ${file}`), (err) => log(`     no screenshot: ${err.message}`));
         }
         return false;
     }
@@ -148,6 +154,10 @@ function profile(name) {
         "diffEditor.useInlineViewWhenSpaceIsLimited": false,
         // A click on a row selects it (inline() does, so that its buttons stay shown) without expanding it.
         "workbench.tree.expandMode": "doubleClick",
+        // Tooltips (hovers) cover the rows below the mouse and stay while the mouse is on them: the tests
+        // never look at them (calm() in test/run.js takes the mouse away besides).
+        "workbench.hover.delay": 30000,
+        "workbench.hover.reducedDelay": 30000,
     };
     fs.writeFileSync(path.join(dir, "ud/User/settings.json"), JSON.stringify(settings, null, 2));
     // bgagents.path is machine-overridable: a remote window (code-server is
@@ -237,50 +247,215 @@ async function uiTests() {
     const ctx = await browser("ui");
     const page = ctx.pages()[0] || (await ctx.newPage());
     currentPage = page;
-    const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
 
     const toast = (text) => page.locator(".notifications-toasts .notification-toast", { hasText: text });
     const view = page.locator(".pane", { has: page.locator(".pane-header", { hasText: "Agents" }) });
+    /** An agent's row (its aria-label starts with its name and state). */
     const row = (name) => view.locator(`.monaco-list-row[aria-label^="${name}, "]`);
+    /** A row of the tree matched by an aria-label selector, e.g. '[aria-label^="from-cli, succeeded"]'. */
+    const rowWhere = (attrs) => view.locator(`.monaco-list-row${attrs}`);
+    const list = view.locator(".monaco-list").first();
     const dialog = page.locator(".monaco-dialog-box");
+    const menu = page.locator(".context-view .monaco-menu");
+    const hover = page.locator(".workbench-hover-container");
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+    /**
+     * Takes the mouse off the tree (to the right of the editor area, where
+     * nothing shows a hover) and closes what it left open: a tooltip
+     * (hover) can cover rows and stays while the mouse is on it, and a
+     * context menu left open takes the next click.
+     */
+    async function calm() {
+        const box = await page.locator(".part.editor").boundingBox();
+        if (box) await page.mouse.move(box.x + box.width - 60, box.y + Math.min(box.height / 2, 300));
+        if (await hover.isVisible()) await hover.waitFor({ state: "hidden", timeout: 1500 }).catch(() => {});
+        // Escape also hides the notification toasts: only when something is still open.
+        if ((await hover.isVisible()) || (await menu.isVisible())) {
+            await page.keyboard.press("Escape");
+            await menu.waitFor({ state: "hidden", timeout: 1000 }).catch(() => {});
+        }
+    }
+    const shot = async (name) => {
+        await calm();
+        await page.screenshot({ path: path.join(SHOTS, `${name}.png`) });
+    };
+
+    /** Whether the locator's first element is wholly inside the list's visible area; else how far (px) from its middle it is, or false when it is not in the page. */
+    async function inView(loc, within = list) {
+        const [r, l] = await Promise.all([loc.first().boundingBox(), within.boundingBox()]);
+        if (!r || !l) return false;
+        return r.y >= l.y - 1 && r.y + r.height <= l.y + l.height + 1 ? true : r.y + r.height / 2 - (l.y + l.height / 2);
+    }
+    /** Scrolls a list (the tree) by dy pixels (the mouse wheel over it), and takes the mouse away again. */
+    async function wheel(dy, within = list) {
+        const l = await within.boundingBox();
+        if (!l) return;
+        await page.mouse.move(l.x + l.width / 2, l.y + Math.min(l.height / 2, 200));
+        await page.mouse.wheel(0, dy);
+        await sleep(100);
+        await calm();
+    }
+    /** What the tree renders now: changes when it scrolled. */
+    const rendered = (within = list) => within.locator(".monaco-list-row").evaluateAll((rows) => rows.map((r) => `${r.getAttribute("data-index")}@${r.getBoundingClientRect().top}`).join(","));
+    /**
+     * Brings a tree row into view. The tree renders only the rows in view,
+     * so a row below (or above) them is not in the page at all: the tree is
+     * scrolled from its top down until it is. Throws when the row is not
+     * there.
+     */
+    async function scrollTo(loc, within = list) {
+        for (let i = 0; i < 3; i++) {
+            if ((await loc.count()) === 0) break;
+            const where = await inView(loc, within);
+            if (where === true) return;
+            if (where === false) break;
+            await wheel(where, within);
+        }
+        if ((await loc.count()) > 0 && (await inView(loc, within)) === true) return;
+        // To the top (a step at a time: the wheel scrolls by a bounded amount), then down.
+        const l0 = await within.boundingBox();
+        const page0 = Math.max(100, Math.floor(((l0 && l0.height) || 400) * 0.6));
+        for (let i = 0; i < 40; i++) {
+            if ((await loc.count()) > 0) break;
+            const before = await rendered(within);
+            await wheel(-page0, within);
+            if ((await rendered(within)) === before) break;
+        }
+        for (let i = 0; i < 40; i++) {
+            if ((await loc.count()) > 0) {
+                const where = await inView(loc, within);
+                if (where === true) return;
+                if (where !== false) {
+                    await wheel(where, within);
+                    continue;
+                }
+            }
+            const before = await rendered(within);
+            await wheel(page0, within);
+            if ((await rendered(within)) === before) break; // the bottom
+        }
+        if ((await loc.count()) > 0 && (await inView(loc, within)) === true) return;
+        throw new Error(`no row ${loc} (scrolled its list from top to bottom)`);
+    }
+    /**
+     * Waits until a tree row is shown, and scrolls the tree to it (see
+     * scrollTo): now and then the whole tree is looked through, as the row
+     * may be out of view.
+     */
+    async function waitRow(loc, ms) {
+        const end = Date.now() + ms;
+        let error;
+        for (let i = 0; ; i++) {
+            if ((await loc.count()) > 0 || i % 4 === 3) {
+                try {
+                    await scrollTo(loc);
+                    return;
+                } catch (e) {
+                    error = e;
+                }
+            }
+            if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for tree row ${loc}${error ? `: ${error.message}` : ""}`);
+            await loc.first().waitFor({ timeout: 500 }).catch(() => {});
+        }
+    }
+    /**
+     * Does something to a tree row, again (with short timeouts) until it
+     * works or ms passed: the row is looked up fresh and scrolled into view
+     * each time, and the mouse is taken away first. Rows move when rows
+     * appear above them (agents, reviews, conflicts), are redrawn when
+     * their agent changes, and a tooltip can cover them.
+     */
+    async function onRow(loc, what, act, ms = 20_000) {
+        const end = Date.now() + ms;
+        for (let attempt = 1; ; attempt++) {
+            try {
+                await calm();
+                await scrollTo(loc);
+                await act(loc.first());
+                return;
+            } catch (e) {
+                if (Date.now() > end) throw new Error(`${what} (${attempt} attempts in ${ms} ms): ${e.message}`);
+                await sleep(200);
+            }
+        }
+    }
+    /** Clicks a row (a finding opens its file). */
+    const clickRow = (loc) => onRow(loc, `click ${loc}`, (r) => r.click({ timeout: 3000 }));
+    /** Expands a row (unless it is). */
+    const expandRow = (loc) =>
+        onRow(loc, `expand ${loc}`, async (r) => {
+            if ((await r.getAttribute("aria-expanded")) === "true") return;
+            await r.locator(".monaco-tl-twistie").click({ timeout: 3000 });
+            await loc.and(view.locator('[aria-expanded="true"]')).first().waitFor({ timeout: 2000 });
+        });
 
     async function palette(command) {
-        await page.keyboard.press("F1");
         const input = page.locator(".quick-input-widget input");
-        await input.waitFor({ state: "visible", timeout: 10_000 });
-        await input.fill(`>${command}`);
-        await page.locator(".quick-input-list .monaco-list-row", { hasText: command }).first().waitFor({ timeout: 10_000 });
+        const item = page.locator(".quick-input-list .monaco-list-row.focused", { hasText: command });
+        for (let i = 0; ; i++) {
+            try {
+                await page.keyboard.press("F1");
+                await input.waitFor({ state: "visible", timeout: 5000 });
+                await input.fill(`>${command}`);
+                // Enter runs the highlighted command: wait until it is this one.
+                await item.first().waitFor({ timeout: 5000 });
+                break;
+            } catch (e) {
+                if (i === 2) throw e;
+                await page.keyboard.press("Escape");
+            }
+        }
         await page.keyboard.press("Enter");
     }
     /** Answers the input box or quick pick whose title contains step (an empty answer takes the first item). */
     async function answer(step, text) {
         const title = page.locator(".quick-input-widget .quick-input-title", { hasText: step });
         await title.waitFor({ state: "visible", timeout: 10_000 });
-        if (text !== undefined) await page.locator(".quick-input-widget input").first().fill(text);
+        if (text !== undefined) {
+            const input = page.locator(".quick-input-widget input").first();
+            await input.fill(text);
+            // Enter takes what the box shows.
+            await page.waitForFunction(([sel, want]) => document.querySelector(sel)?.value === want, [".quick-input-widget input", text], { timeout: 5000 });
+        }
         await page.keyboard.press("Enter");
         await title.waitFor({ state: "hidden", timeout: 10_000 });
     }
-    async function contextMenu(name, item) {
-        await row(name).click({ button: "right" });
-        const menu = page.locator(".context-view .monaco-menu");
+    /**
+     * Picks an item of the context menu that is open. A menu ignores a
+     * click that comes right after it opened (the release of the right
+     * button must not pick an item): click until it closes. Never clicks
+     * again once it closed (the item ran).
+     */
+    async function pickMenuItem(item) {
         const entry = menu.locator(".action-item", { hasText: item }).first();
-        await entry.waitFor({ timeout: 10_000 });
-        // A menu ignores a click that comes right after it opened (the release
-        // of the right button must not pick an item): click until it closes.
-        for (let i = 0; ; i++) {
-            await entry.click();
-            try {
-                await menu.waitFor({ state: "hidden", timeout: 1000 });
-                return;
-            } catch (e) {
-                if (i === 4) throw e;
-            }
+        await entry.waitFor({ timeout: 5000 });
+        const end = Date.now() + 10_000;
+        while (await menu.isVisible()) {
+            if (Date.now() > end) throw new Error(`the context menu did not take “${item}”`);
+            await entry.click({ timeout: 2000 }).catch(() => {});
+            await menu.waitFor({ state: "hidden", timeout: 1000 }).catch(() => {});
         }
+    }
+    /** Right-clicks a tree row (an agent's name, or a locator) and picks item of its context menu. */
+    async function contextMenu(target, item) {
+        const loc = typeof target === "string" ? row(target) : target;
+        const entry = menu.locator(".action-item", { hasText: item }).first();
+        await onRow(loc, `context menu “${item}” of ${loc}`, async (r) => {
+            await r.click({ button: "right", timeout: 3000 });
+            try {
+                await entry.waitFor({ timeout: 3000 });
+            } catch (e) {
+                if (await menu.isVisible()) await page.keyboard.press("Escape");
+                throw e;
+            }
+        });
+        await pickMenuItem(item);
     }
     async function dialogButton(text, button) {
         const box = dialog.filter({ hasText: text });
         await box.waitFor({ state: "visible", timeout: 10_000 });
-        await box.locator(".dialog-buttons .monaco-button", { hasText: button }).first().click();
+        await box.locator(".dialog-buttons .monaco-button", { hasText: button }).first().click({ timeout: 10_000 });
         await box.waitFor({ state: "hidden", timeout: 10_000 });
     }
     const agentDir = (name) => path.join(path.dirname(UI_REPO), `${path.basename(UI_REPO)}.worktrees`, name);
@@ -289,28 +464,55 @@ async function uiTests() {
     /**
      * Clicks an agent's inline action (the buttons shown on the row). The
      * row is selected first (its buttons stay shown while it is selected),
-     * and hover and click are tried again with short timeouts: rows move
-     * when children appear above them, and the buttons hide while they do.
+     * then hovered; see onRow for the retries.
      */
     async function inline(name, label) {
-        const button = row(name).locator(`.action-label[aria-label="${label}"]`);
-        const end = Date.now() + 20_000;
-        for (;;) {
-            try {
-                await row(name).locator(".label-name").first().click({ timeout: 3000 });
-                await row(name).hover({ timeout: 3000 });
-                await button.click({ timeout: 3000 });
-                return;
-            } catch (e) {
-                if (Date.now() > end) throw e;
-            }
-        }
+        await onRow(row(name), `inline button “${label}” of ${name}`, async (r) => {
+            await r.locator(".label-name").first().click({ timeout: 3000 });
+            await r.hover({ timeout: 3000 });
+            await r.locator(`.action-label[aria-label="${label}"]`).click({ timeout: 3000 });
+        });
     }
     /** Closes every notification, so that the next one waited for is new. */
     async function clearToasts() {
         await palette("Notifications: Clear All Notifications");
         await page.locator(".notifications-toasts .notification-toast").first().waitFor({ state: "hidden", timeout: 10_000 }).catch(() => {});
     }
+    /**
+     * Runs fn on the notification with text: its toast, or (when the toast
+     * is gone: toasts hide after 10 s, and only the newest three show, and
+     * a merge brings a conflict notification for each agent) its entry in
+     * the notification center, scrolled to.
+     */
+    async function onNotice(text, ms, fn) {
+        try {
+            await toast(text).first().waitFor({ timeout: ms });
+            await fn(toast(text).first());
+            return;
+        } catch (e) {
+            if (await toast(text).first().isVisible()) throw e;
+            const center = page.locator(".notifications-center");
+            const entries = center.locator(".monaco-list").first();
+            const entry = entries.locator(".monaco-list-row", { hasText: text });
+            try {
+                if (!(await center.isVisible())) await palette("Notifications: Show Notifications");
+                await entries.locator(".monaco-list-row").first().waitFor({ timeout: 3000 });
+                await scrollTo(entry, entries);
+            } catch (e2) {
+                throw new Error(`${e.message}\nnor in the notification center: ${e2.message}`);
+            }
+            await fn(entry.first());
+            // Not the palette: it would close the input box a button may have opened.
+            await center.locator('.action-label[aria-label^="Hide Notifications"], .action-label.codicon-notifications-hide').first().click({ timeout: 2000 }).catch(() => {});
+        }
+    }
+    /** Waits for the notification with text (see onNotice). */
+    const waitNotice = (text, ms) => onNotice(text, ms, async () => {});
+    /** Clicks a button of the notification with text (see onNotice). */
+    const noticeButton = (text, button, ms = 10_000) =>
+        onNotice(text, ms, async (n) => {
+            await n.locator(".monaco-button", { hasText: button }).first().click({ timeout: 5000 });
+        });
 
     try {
         await check("the workbench loads the repository", async () => {
@@ -353,28 +555,30 @@ async function uiTests() {
             if (!/^script\s*default · command$/.test(items[0]) || !items.some((t) => /^asker\s*claude$/.test(t))) throw new Error(`agent quick pick: ${JSON.stringify(items)}`);
             await answer("(2/3): agent");
             await answer("(3/3): model");
-            await toast(`bgagents: preparing ${name}`).waitFor({ timeout: 15_000 });
-            await row(name).waitFor({ timeout: 10_000 });
-            await view.locator(`.monaco-list-row[aria-label^="${name}, provisioning"]`).waitFor({ timeout: 10_000 });
+            await waitNotice(`bgagents: preparing ${name}`, 15_000);
+            await waitRow(row(name), 10_000);
+            await waitRow(rowWhere(`[aria-label^="${name}, provisioning"]`), 10_000);
             await shot("vscode-progress");
         });
         fs.writeFileSync(path.join(GATES, "progress"), "");
 
         await check("the agent finishes: the sidebar shows it, a notification offers Show Diff, Open Worktree, Merge", async () => {
-            const t = toast(`Agent ${name} finished`);
-            await t.waitFor({ timeout: 30_000 });
-            for (const b of ["Show Diff", "Open Worktree", "Merge"]) await t.locator(".monaco-button", { hasText: b }).waitFor({ timeout: 2000 });
-            await view.locator(`.monaco-list-row[aria-label^="${name}, succeeded"]`).waitFor({ timeout: 5000 });
+            await onNotice(`Agent ${name} finished`, 30_000, async (t) => {
+                for (const b of ["Show Diff", "Open Worktree", "Merge"]) await t.locator(".monaco-button", { hasText: b }).waitFor({ timeout: 2000 });
+            });
+            await waitRow(rowWhere(`[aria-label^="${name}, succeeded"]`), 5000);
             // The progress notification closed when the agent started.
             await toast(`bgagents: preparing ${name}`).waitFor({ state: "hidden", timeout: 10_000 });
-            const text = await row(name).innerText();
-            if (!/bgagents\/fix-add-in-calc-go · \w+ · 2 files \+2 −1/.test(text)) throw new Error(`row text: ${JSON.stringify(text)}`);
+            // The row is redrawn as the record changes: wait for the text rather than read it once.
+            await row(name).filter({ hasText: /bgagents\/fix-add-in-calc-go · \w+ · 2 files \+2 −1/ }).waitFor({ timeout: 10_000 }).catch(async (e) => {
+                throw new Error(`row text: ${JSON.stringify(await row(name).innerText().catch(() => ""))}: ${e.message}`);
+            });
             await page.locator(".statusbar-item", { has: page.locator(".codicon-robot") }).waitFor({ timeout: 5000 });
             await shot("vscode-notification");
         });
 
         await check("Show Diff opens a diff editor with the change against the base", async () => {
-            await toast(`Agent ${name} finished`).locator(".monaco-button", { hasText: "Show Diff" }).click();
+            await noticeButton(`Agent ${name} finished`, "Show Diff");
             const editor = page.locator(".monaco-diff-editor", { hasText: "return a + b" }).first();
             await editor.waitFor({ timeout: 20_000 });
             await page.locator(".monaco-diff-editor", { hasText: "return a - b" }).first().waitFor({ timeout: 5000 });
@@ -384,11 +588,10 @@ async function uiTests() {
 
         await check("an agent spawned by another client (the CLI) appears in the sidebar", async () => {
             await run(BIN, ["spawn", "--name", "from-cli", "Write usage notes from the command line"], { cwd: UI_REPO });
-            await view.locator('.monaco-list-row[aria-label^="from-cli, succeeded"]').waitFor({ timeout: 30_000 });
+            await waitRow(rowWhere('[aria-label^="from-cli, succeeded"]'), 30_000);
             // Show the first agent's changed files too.
-            await row(name).locator(".monaco-tl-twistie").click();
-            await view.locator('.monaco-list-row[aria-label^="calc.go"], .monaco-list-row:has-text("calc.go")').first().waitFor({ timeout: 10_000 });
-            await page.mouse.move(700, 500);
+            await expandRow(row(name));
+            await waitRow(rowWhere('[aria-label^="calc.go"]'), 10_000);
             await shot("vscode-sidebar");
         });
 
@@ -400,11 +603,14 @@ async function uiTests() {
         });
 
         await check("Show Log, Merge and Discard are inline buttons of an agent; Show Log (inline) replaces the log shown", async () => {
-            await row("from-cli").hover();
-            for (const label of ["Open Worktree in New Window", "Show Diff", "Show Log", "Send Follow-up…", "Merge…", "Discard…"]) {
-                await row("from-cli").locator(`.action-label[aria-label="${label}"]`).waitFor({ timeout: 5000 });
-            }
-            if ((await row("from-cli").locator('.action-label[aria-label="Cancel"]').count()) !== 0) throw new Error("a finished agent offers Cancel");
+            await onRow(row("from-cli"), "the inline buttons of from-cli", async (r) => {
+                await r.locator(".label-name").first().click({ timeout: 3000 });
+                await r.hover({ timeout: 3000 });
+                for (const label of ["Open Worktree in New Window", "Show Diff", "Show Log", "Send Follow-up…", "Merge…", "Discard…"]) {
+                    await r.locator(`.action-label[aria-label="${label}"]`).waitFor({ timeout: 3000 });
+                }
+                if ((await r.locator('.action-label[aria-label="Cancel"]').count()) !== 0) throw new Error("a finished agent offers Cancel");
+            });
             await inline(name, "Show Log");
             await page.locator(".part.panel .view-lines", { hasText: "working on: Fix add in calc.go" }).waitFor({ timeout: 15_000 });
             await page.locator(".part.panel .view-lines", { hasText: "working on: Write usage notes" }).waitFor({ state: "detached", timeout: 5000 });
@@ -452,18 +658,19 @@ async function uiTests() {
             await answer("(1/3): task", "Make add add");
             await answer("(2/3): agent");
             await answer("(3/3): model");
-            await view.locator('.monaco-list-row[aria-label^="make-add-add, "]').waitFor({ timeout: 15_000 });
-            await toast("Agent make-add-add finished").waitFor({ timeout: 30_000 });
+            await waitRow(rowWhere('[aria-label^="make-add-add, "]'), 15_000);
+            await waitNotice("Agent make-add-add finished", 30_000);
         });
 
         await check("the sidebar's + spawns an agent", async () => {
             await clearToasts();
+            await calm();
             await page.locator('.part.sidebar .action-label[aria-label="Spawn Agent…"]').first().click({ timeout: 10_000 });
             await answer("(1/3): task", "Plus button notes");
             await answer("(2/3): agent");
             await answer("(3/3): model");
-            await row("plus-button-notes").waitFor({ timeout: 15_000 });
-            await toast("Agent plus-button-notes finished").waitFor({ timeout: 30_000 });
+            await waitRow(row("plus-button-notes"), 15_000);
+            await waitNotice("Agent plus-button-notes finished", 30_000);
             if ((await record("plus-button-notes")).task !== "Plus button notes") throw new Error("wrong task");
         });
 
@@ -475,30 +682,32 @@ async function uiTests() {
             await page.locator(".quick-input-list .monaco-list-row", { hasText: "calc.go" }).first().waitFor({ timeout: 10_000 });
             await page.keyboard.press("Enter");
             const line = page.locator(".editor-instance .monaco-editor .view-line", { hasText: "func add(a, b int) int {" });
-            await line.click();
-            await page.keyboard.press("End");
-            await page.keyboard.press("Shift+Home");
-            await line.click({ button: "right" });
-            const menu = page.locator(".context-view .monaco-menu");
-            const entry = menu.locator(".action-item", { hasText: "Send Selection to Agent…" }).first();
-            await entry.waitFor({ timeout: 10_000 });
+            // The first word of the line: inside the selection, which a right-click there keeps.
+            const word = line.locator("span span").first();
             for (let i = 0; ; i++) {
-                await entry.click();
                 try {
-                    await menu.waitFor({ state: "hidden", timeout: 1000 });
+                    await calm();
+                    await word.click({ timeout: 5000 });
+                    await page.keyboard.press("End");
+                    await page.keyboard.press("Shift+Home");
+                    await page.locator(".editor-instance .monaco-editor.focused .selected-text").first().waitFor({ state: "attached", timeout: 5000 });
+                    await word.click({ button: "right", timeout: 5000 });
+                    await menu.locator(".action-item", { hasText: "Send Selection to Agent…" }).first().waitFor({ timeout: 5000 });
                     break;
                 } catch (e) {
-                    if (i === 4) throw e;
+                    if (i === 2) throw e;
+                    if (await menu.isVisible()) await page.keyboard.press("Escape");
                 }
             }
+            await pickMenuItem("Send Selection to Agent…");
             await answer("(1/3): task", "Explain the selected line");
             await answer("(2/3): agent");
             await answer("(3/3): model");
-            await row("explain-the-selected-line").waitFor({ timeout: 15_000 });
+            await waitRow(row("explain-the-selected-line"), 15_000);
             const a = await record("explain-the-selected-line");
             const c = a.context || {};
             if (c.file !== "calc.go" || c.startLine !== 4 || c.endLine !== 4 || c.text !== "func add(a, b int) int {") throw new Error(`context: ${JSON.stringify(c)}`);
-            await toast("Agent explain-the-selected-line finished").waitFor({ timeout: 30_000 });
+            await waitNotice("Agent explain-the-selected-line finished", 30_000);
         });
 
         await check("Review… (inline): another vendor is offered first; the verdict is announced, Show Findings lists the findings in the Problems panel and under the agent, and a finding opens its file in the worktree", async () => {
@@ -511,30 +720,28 @@ async function uiTests() {
             if (!/^asker\s*claude · another vendor than the writer's \(command\)$/.test(text)) throw new Error(`first reviewer offered: ${JSON.stringify(text)}`);
             await answer("(1/2): reviewer");
             await answer("(2/2): model");
-            const t = toast("Review of plus-button-notes by review-plus-button-notes (asker): changes requested, 2 findings");
-            await t.waitFor({ timeout: 30_000 });
-            await view.locator('.monaco-list-row[aria-label^="plus-button-notes, succeeded"][aria-label*="✗ changes requested"]').waitFor({ timeout: 10_000 });
-            await t.locator(".monaco-button", { hasText: "Show Findings" }).click();
+            const verdict = "Review of plus-button-notes by review-plus-button-notes (asker): changes requested, 2 findings";
+            await waitNotice(verdict, 30_000);
+            await waitRow(rowWhere('[aria-label^="plus-button-notes, succeeded"][aria-label*="✗ changes requested"]'), 10_000);
+            await noticeButton(verdict, "Show Findings");
             await page.locator(".part.panel .monaco-list-row", { hasText: "add has no test" }).first().waitFor({ timeout: 10_000 });
-            await view.locator('.monaco-list-row[aria-label^="Review: changes requested by asker"]').waitFor({ timeout: 10_000 });
-            const finding = view.locator('.monaco-list-row[aria-label="add has no test, calc.go:5"]');
-            await finding.waitFor({ timeout: 10_000 });
+            await waitRow(rowWhere('[aria-label^="Review: changes requested by asker"]'), 10_000);
+            const finding = rowWhere('[aria-label="add has no test, calc.go:5"]');
+            await waitRow(finding, 10_000);
             if ((await row("review-plus-button-notes").count()) !== 0) throw new Error("the reviewer has a row of its own");
-            await page.mouse.move(700, 500);
-            await shot("vscode-review");
+            await shot("review");
             // The worktree's calc.go (fixed), not the main checkout's.
-            await finding.click();
+            await clickRow(finding);
             await page.locator(".tabs-container .tab.active", { hasText: "calc.go" }).waitFor({ timeout: 10_000 });
             await page.locator(".editor-instance .monaco-editor .view-line", { hasText: "return a + b" }).first().waitFor({ timeout: 10_000 });
         });
 
         await check("agents that changed the same line: their rows warn, and a child names the other agent and the file", async () => {
             // Every agent here added its task to a new NOTES.md.
-            await view.locator('.monaco-list-row[aria-label^="make-add-add, succeeded"][aria-label*="⚠ conflicts with"]').waitFor({ timeout: 15_000 });
-            await row("make-add-add").locator(".monaco-tl-twistie").click();
-            await view.locator('.monaco-list-row[aria-label="make-add-add conflicts with plus-button-notes: NOTES.md"]').waitFor({ timeout: 10_000 });
-            await page.mouse.move(700, 500);
-            await shot("vscode-conflicts");
+            await waitRow(rowWhere('[aria-label^="make-add-add, succeeded"][aria-label*="⚠ conflicts with"]'), 15_000);
+            await expandRow(row("make-add-add"));
+            await waitRow(rowWhere('[aria-label="make-add-add conflicts with plus-button-notes: NOTES.md"]'), 10_000);
+            await shot("conflicts");
         });
 
         await check("Spawn Variants… starts a fan-out shown as one group; Integrate Variants (its context menu) merges them in a new agent", async () => {
@@ -544,17 +751,16 @@ async function uiTests() {
             await answer("(2/3): agents");
             await answer("(3/3): how many");
             const group = "Try two ways — 2 variants";
-            await row(group).waitFor({ timeout: 15_000 });
-            await view.locator('.monaco-list-row[aria-label^="try-two-ways-v1, succeeded"]').waitFor({ timeout: 30_000 });
-            await view.locator('.monaco-list-row[aria-label^="try-two-ways-v2, succeeded"]').waitFor({ timeout: 30_000 });
-            await page.mouse.move(700, 500);
+            await waitRow(row(group), 15_000);
+            await waitRow(rowWhere('[aria-label^="try-two-ways-v1, succeeded"]'), 30_000);
+            await waitRow(rowWhere('[aria-label^="try-two-ways-v2, succeeded"]'), 30_000);
             await shot("vscode-group");
             await contextMenu(group, "Integrate Variants");
             await answer("Integrate try-two-ways-v1, try-two-ways-v2");
-            await view.locator('.monaco-list-row[aria-label^="integrate-try-two-ways-v1, succeeded"]').waitFor({ timeout: 30_000 });
+            await waitRow(rowWhere('[aria-label^="integrate-try-two-ways-v1, succeeded"]'), 30_000);
             const a = await record("integrate-try-two-ways-v1");
             if ((a.integrates || []).length !== 2) throw new Error(`integrates: ${JSON.stringify(a.integrates)}`);
-            const row1 = await view.locator('.monaco-list-row[aria-label^="integrate-try-two-ways-v1, "]').getAttribute("aria-label");
+            const row1 = await row("integrate-try-two-ways-v1").first().getAttribute("aria-label");
             if (!/integrates try-two-ways-v1, try-two-ways-v2/.test(row1)) throw new Error(`row: ${row1}`);
         });
 
@@ -563,7 +769,7 @@ async function uiTests() {
             await answer("Spawn after explain-the-selected-line (1/3): task", "Next step notes");
             await answer("(2/3): agent");
             await answer("(3/3): model");
-            await view.locator('.monaco-list-row[aria-label^="next-step-notes, succeeded"][aria-label*="after explain-the-selected-line"]').waitFor({ timeout: 30_000 });
+            await waitRow(rowWhere('[aria-label^="next-step-notes, succeeded"][aria-label*="after explain-the-selected-line"]'), 30_000);
             const a = await record("next-step-notes");
             if (a.base !== "bgagents/explain-the-selected-line") throw new Error(`base: ${a.base}`);
         });
@@ -575,7 +781,7 @@ async function uiTests() {
                 const a = await record("from-cli");
                 return a.runs === 2 && a.state === "succeeded";
             });
-            await view.locator('.monaco-list-row[aria-label^="from-cli, succeeded"]').waitFor({ timeout: 10_000 });
+            await waitRow(rowWhere('[aria-label^="from-cli, succeeded"]'), 10_000);
             const logs = await run(BIN, ["logs", "from-cli"], { cwd: UI_REPO });
             if (!/✉ you: Add a usage example/.test(logs)) throw new Error(`log: ${logs}`);
         });
@@ -583,16 +789,16 @@ async function uiTests() {
         await check("an agent that needs input is announced; Reply asks for the answer and whether to allow the refused tool, and it runs again", async () => {
             await clearToasts();
             await run(BIN, ["spawn", "--agent", "asker", "--name", "ui-ask", "Write the answer ASK"], { cwd: UI_REPO });
-            const t = toast("Agent ui-ask needs input");
-            await t.waitFor({ timeout: 30_000 });
-            for (const b of ["Reply", "Show Log", "Open Worktree"]) await t.locator(".monaco-button", { hasText: b }).waitFor({ timeout: 2000 });
-            await view.locator('.monaco-list-row[aria-label^="ui-ask, needs input"]').waitFor({ timeout: 10_000 });
+            await onNotice("Agent ui-ask needs input", 30_000, async (t) => {
+                for (const b of ["Reply", "Show Log", "Open Worktree"]) await t.locator(".monaco-button", { hasText: b }).waitFor({ timeout: 2000 });
+            });
+            await waitRow(rowWhere('[aria-label^="ui-ask, needs input"]'), 10_000);
             await page.locator('.statusbar-item[aria-label="Background Agents: 1 needs input"]').waitFor({ timeout: 5000 });
             await shot("needs-input");
-            await t.locator(".monaco-button", { hasText: "Reply" }).click();
+            await noticeButton("Agent ui-ask needs input", "Reply");
             await answer("Follow-up for agent ui-ask", "Yes, write it");
             await answer("was refused: Write"); // the first item: allow it for this run
-            await toast("Agent ui-ask finished").waitFor({ timeout: 30_000 });
+            await waitNotice("Agent ui-ask finished", 30_000);
             const a = await record("ui-ask");
             if (a.runs !== 2 || a.state !== "succeeded") throw new Error(`ui-ask: ${a.state}, ${a.runs} runs`);
             const logs = await run(BIN, ["logs", "ui-ask"], { cwd: UI_REPO });
@@ -603,14 +809,14 @@ async function uiTests() {
         await check("Cancel (inline) asks, then stops a running agent; it is shown cancelled", async () => {
             const gate = path.join(GATES, "ui-never");
             await run(BIN, ["spawn", "--name", "ui-slow", `Slow work WAIT ${gate}`], { cwd: UI_REPO });
-            await view.locator('.monaco-list-row[aria-label^="ui-slow, running"]').waitFor({ timeout: 15_000 });
+            await waitRow(rowWhere('[aria-label^="ui-slow, running"]'), 15_000);
             // Cancel once the agent itself runs (it said so).
             await until("ui-slow to wait", 15_000, async () => /waiting for/.test(await run(BIN, ["logs", "ui-slow"], { cwd: UI_REPO })));
             await clearToasts();
             await inline("ui-slow", "Cancel");
             await dialogButton("Stop agent ui-slow?", "Stop Agent");
-            await toast("Agent ui-slow was cancelled").waitFor({ timeout: 30_000 });
-            await view.locator('.monaco-list-row[aria-label^="ui-slow, cancelled"]').waitFor({ timeout: 10_000 });
+            await waitNotice("Agent ui-slow was cancelled", 30_000);
+            await waitRow(rowWhere('[aria-label^="ui-slow, cancelled"]'), 10_000);
             if ((await record("ui-slow")).state !== "cancelled") throw new Error("not cancelled");
         });
 
@@ -618,7 +824,7 @@ async function uiTests() {
             await clearToasts();
             await inline("from-cli", "Merge…");
             await dialogButton("Merge bgagents/from-cli into main?", "Merge");
-            await toast("Merged bgagents/from-cli into main").waitFor({ timeout: 15_000 });
+            await waitNotice("Merged bgagents/from-cli into main", 15_000);
             await row("from-cli").waitFor({ state: "detached", timeout: 15_000 });
             const notes = fs.readFileSync(path.join(UI_REPO, "NOTES.md"), "utf8");
             if (!/Write usage notes from the command line/.test(notes) || !/Add a usage example/.test(notes)) throw new Error(`NOTES.md in main: ${notes}`);
@@ -630,12 +836,12 @@ async function uiTests() {
         });
 
         await check("Merge… of an agent that now conflicts with main: the dialog warns, and the daemon's refusal is shown", async () => {
-            await view.locator('.monaco-list-row[aria-label^="plus-button-notes, "][aria-label*="base main"]').waitFor({ timeout: 15_000 });
+            await waitRow(rowWhere('[aria-label^="plus-button-notes, "][aria-label*="base main"]'), 15_000);
             await clearToasts();
             await inline("plus-button-notes", "Merge…");
             await dialog.filter({ hasText: "the daemon will refuse it" }).waitFor({ timeout: 10_000 });
             await dialogButton("Merge bgagents/plus-button-notes into main?", "Merge");
-            await toast("bgagents/plus-button-notes into main would conflict in: NOTES.md").waitFor({ timeout: 15_000 });
+            await waitNotice("bgagents/plus-button-notes into main would conflict in: NOTES.md", 15_000);
             if ((await record("plus-button-notes")).state !== "succeeded") throw new Error("plus-button-notes changed state");
         });
 

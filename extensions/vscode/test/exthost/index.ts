@@ -114,7 +114,8 @@ class Runner {
         } catch (e) {
             this.failed++;
             const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
-            this.report(`FAIL ${name}: ${msg.split("\n").slice(0, 6).join("\n     ")}`);
+            // All of it: assertion messages and the stack say what differed and where.
+            this.report(`FAIL ${name} (after ${Date.now() - t} ms): ${msg.split("\n").join("\n     ")}`);
         }
     }
 
