@@ -313,6 +313,8 @@ func (m *Manager) Start(ctx context.Context) error {
 	for repo := range repos {
 		m.conflicts.kick(repo)
 	}
+	// Warm pools a previous daemon left: swept and refilled now.
+	m.startPools()
 	return nil
 }
 
@@ -858,20 +860,10 @@ func (m *Manager) provision(r *run) {
 		fail("load config", err)
 		return
 	}
-	warm := m.claimPooled(pctx, a, cfg)
-	if warm {
-		progress("took a ready worktree from the pool")
-		m.fillPool(a.Repo)
-	} else {
-		progress("creating worktree " + a.Worktree)
-		rs := m.repo(a.Repo)
-		rs.git.Lock()
-		err = worktree.Create(pctx, a.Repo, a.Worktree, a.Branch, a.BaseCommit)
-		rs.git.Unlock()
-		if err != nil {
-			fail("create worktree", err)
-			return
-		}
+	warm, stage, err := m.makeWorktree(pctx, a, cfg, progress)
+	if err != nil {
+		fail(stage, err)
+		return
 	}
 	if m.cancelRequested(r) {
 		fail("start", context.Canceled)
@@ -890,9 +882,6 @@ func (m *Manager) provision(r *run) {
 		}
 	}
 	if stage, err := m.prepare(pctx, r, a, cfg, warm, progress); err != nil {
-		if stage == "setup" {
-			m.drainSetupOutput(r)
-		}
 		fail(stage, err)
 		return
 	}
@@ -1002,19 +991,6 @@ func (m *Manager) launch(r *run, a *Agent, argv, env []string, runNo int) error 
 	go func() { _ = cmd.Wait() }()
 	m.supervise(r, cmd.Process.Pid)
 	return nil
-}
-
-// drainSetupOutput turns what failed setup commands printed into the
-// agent's log, so `logs` shows why.
-func (m *Manager) drainSetupOutput(r *run) {
-	l, err := openEventLog(r.dir)
-	if err != nil {
-		return
-	}
-	m.evMu.Lock()
-	r.log = l
-	m.evMu.Unlock()
-	m.tail(r, true)
 }
 
 // promptFor is the task with the editor context the agent was given.

@@ -1,19 +1,22 @@
 package agents
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/bgagents/bgagents/agents/providers"
 	"github.com/bgagents/bgagents/internal/config"
+	"github.com/bgagents/bgagents/worktree"
 	"github.com/bgagents/bgagents/worktree/provision"
 )
 
@@ -35,26 +38,58 @@ const (
 	releasePendingFile = "release.json"
 )
 
-// prepare gives a freshly created worktree what the agent needs before it
-// starts: its block of ports, copies of the gitignored files, its own copy
-// of the database and the setup commands. What it made is recorded on the
-// agent as it goes, so releaseResources can undo it after any failure.
-//
-// warm is set for a worktree claimed from the pool: its copies and setup
-// are already done.
-func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Config, warm bool, progress func(string)) (string, error) {
+// makeWorktree gives agent a its block of ports and its worktree: one
+// claimed from the warm pool (warm, with its copies and setup done), else
+// a new one. The ports are leased first, so that a lease that fails costs
+// no pool entry and leaves nothing to undo; whatever fails later, the
+// caller's releaseWorktree releases the lease with the worktree, the same
+// way for both kinds.
+func (m *Manager) makeWorktree(ctx context.Context, a *Agent, cfg *config.Config, progress func(string)) (warm bool, stage string, err error) {
 	if cfg.Ports.Range != "" {
 		progress("leasing ports")
 		start, count, err := m.leasePorts(ctx, a, cfg)
 		if err != nil {
-			return "ports", err
+			return false, "ports", err
 		}
 		m.update(a.ID, func(rec *Agent) { rec.Port, rec.PortCount = start, count })
 		a.Port, a.PortCount = start, count
 	}
+	if m.claimPooled(ctx, a, cfg) {
+		progress("took a ready worktree from the pool")
+		m.fillPool(a.Repo)
+		if files, err := worktree.SetupFiles(a.Worktree); err == nil && len(files) > 0 {
+			progress(setupFilesNote(files))
+		}
+		return true, "", nil
+	}
+	progress("creating worktree " + a.Worktree)
+	rs := m.repo(a.Repo)
+	// The repository's git lock is held only while git registers the
+	// worktree, not during the checkout.
+	if err := worktree.CreateLocking(ctx, a.Repo, a.Worktree, a.Branch, a.BaseCommit, &rs.git); err != nil {
+		return false, "create worktree", err
+	}
+	return false, "", nil
+}
+
+// setupFilesNote tells the user which files setup left that git does not
+// ignore, and what becomes of them.
+func setupFilesNote(files []string) string {
+	return fmt.Sprintf("setup left %d file(s) git does not ignore: %s; they are left out of the agent's commits unless it changes them", len(files), summarize(files))
+}
+
+// prepare gives a freshly created worktree (whose ports makeWorktree
+// leased) what the agent needs before it starts: copies of the gitignored
+// files, its own copy of the database and the setup commands. What it made
+// is recorded on the agent as it goes, so releaseResources can undo it
+// after any failure.
+//
+// warm is set for a worktree claimed from the pool: its copies and setup
+// are already done.
+func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Config, warm bool, progress func(string)) (string, error) {
 	var paths []string
 	if !warm {
-		include, err := provision.ReadWorktreeInclude(a.Repo)
+		include, err := provision.WorktreeInclude(ctx, a.Repo)
 		if err != nil {
 			return "copy files", err
 		}
@@ -131,14 +166,21 @@ func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Con
 		a.DatabaseURL = u
 	}
 	if n := len(cfg.Worktree.Setup); n > 0 && !warm {
-		out, err := os.OpenFile(filepath.Join(r.dir, stdoutFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		before, err := worktree.UncommittedFiles(ctx, a.Worktree)
 		if err != nil {
-			return "setup", fmt.Errorf("setup output: %w", err)
+			return "setup", err
 		}
-		defer out.Close()
+		// The output goes to the agent's event log (`bgagents logs`) and
+		// to setup.log, never to stdout.log: what the agent prints there
+		// is its result.
+		out, err := m.newSetupOutput(r.dir, a.ID)
+		if err != nil {
+			return "setup", err
+		}
 		pidFile := filepath.Join(r.dir, setupPIDFile)
 		err = runSetup(ctx, cfg, a.Worktree, agentEnv(a), out, provision.SetupHooks{
 			Step: func(i int, argv []string) {
+				out.Flush()
 				progress(fmt.Sprintf("setup %d/%d: %s", i+1, n, provision.FormatArgv(argv)))
 			},
 			Started: func(pgid int) {
@@ -149,11 +191,145 @@ func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Con
 			},
 			Ended: func(int) { _ = os.Remove(pidFile) },
 		})
+		out.Close()
 		if err != nil {
 			return "setup", err
 		}
+		files, err := worktree.RecordSetupFiles(ctx, a.Worktree, before)
+		if err != nil {
+			return "setup", err
+		}
+		if len(files) > 0 {
+			progress(setupFilesNote(files))
+		}
 	}
 	return "", nil
+}
+
+// setupOutputFile keeps the whole output of an agent's setup commands.
+const setupOutputFile = "setup.log"
+
+// setupOutput is where the output of an agent's setup commands goes:
+// setupOutputFile, and the agent's event log as output events of stream
+// "setup", one a line, appended in batches (at most setupFlushEvery
+// after a line arrives).
+type setupOutput struct {
+	m    *Manager
+	id   string
+	file *os.File
+
+	mu      sync.Mutex
+	partial []byte
+	pending []Event
+	timer   *time.Timer
+	closed  bool
+}
+
+// setupFlushEvery bounds how long a line of setup output waits before it
+// is in the event log.
+const setupFlushEvery = 200 * time.Millisecond
+
+func (m *Manager) newSetupOutput(dir, id string) (*setupOutput, error) {
+	f, err := os.OpenFile(filepath.Join(dir, setupOutputFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("setup output: %w", err)
+	}
+	return &setupOutput{m: m, id: id, file: f}, nil
+}
+
+// Write never fails: a setup command must not stall on its output.
+func (o *setupOutput) Write(p []byte) (int, error) {
+	_, _ = o.file.Write(p)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return len(p), nil
+	}
+	data := append(o.partial, p...)
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		o.addLocked(data[:i])
+		data = data[i+1:]
+	}
+	if len(data) > maxLine {
+		o.addLocked(data)
+		data = nil
+	}
+	o.partial = append([]byte(nil), data...)
+	switch {
+	case len(o.pending) >= 512:
+		o.flushLocked()
+	case len(o.pending) > 0 && o.timer == nil:
+		o.timer = time.AfterFunc(setupFlushEvery, o.Flush)
+	}
+	return len(p), nil
+}
+
+func (o *setupOutput) addLocked(line []byte) {
+	o.pending = append(o.pending, Event{
+		Time: time.Now().UTC(), Kind: providers.KindOutput, Stream: "setup",
+		Text: strings.TrimRight(string(line), "\r"),
+	})
+}
+
+// Flush appends the complete lines written so far to the event log.
+func (o *setupOutput) Flush() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.flushLocked()
+}
+
+func (o *setupOutput) flushLocked() {
+	if o.timer != nil {
+		o.timer.Stop()
+		o.timer = nil
+	}
+	if len(o.pending) == 0 {
+		return
+	}
+	evs := o.pending
+	o.pending = nil
+	o.m.appendProvisionEvents(o.id, evs)
+}
+
+// Close appends what is left, a last line without a newline included.
+func (o *setupOutput) Close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	if len(o.partial) > 0 {
+		o.addLocked(o.partial)
+		o.partial = nil
+	}
+	o.flushLocked()
+	o.closed = true
+	_ = o.file.Close()
+}
+
+// appendProvisionEvents appends events to the log of an agent being
+// prepared and publishes them (see appendOnce).
+func (m *Manager) appendProvisionEvents(id string, evs []Event) {
+	m.mu.Lock()
+	r := m.runs[id]
+	m.mu.Unlock()
+	m.evMu.Lock()
+	defer m.evMu.Unlock()
+	if r != nil && r.log != nil {
+		m.appendEventsLocked(id, r.log, evs)
+		return
+	}
+	l, err := openEventLog(m.agentDir(id))
+	if err != nil {
+		m.log.Warn("setup output", zap.String("id", id), zap.Error(err))
+		return
+	}
+	m.appendEventsLocked(id, l, evs)
+	_ = l.close()
 }
 
 // runSetup runs the setup commands of cfg in dir, stopping them after
@@ -226,25 +402,9 @@ func (m *Manager) leasePorts(ctx context.Context, a *Agent, cfg *config.Config) 
 // repositories and daemons that copy the same template, so a database
 // of that name can only be this agent's.
 func agentDatabaseName(templateURL string, a *Agent) (string, error) {
-	tmpl := ""
-	if strings.Contains(templateURL, "://") {
-		u, err := url.Parse(templateURL)
-		if err != nil {
-			return "", fmt.Errorf("database url: %w", err)
-		}
-		tmpl = strings.TrimPrefix(u.Path, "/")
-		if q := u.Query().Get("dbname"); q != "" {
-			tmpl = q
-		}
-	} else {
-		for _, kv := range strings.Fields(templateURL) {
-			if k, v, ok := strings.Cut(kv, "="); ok && k == "dbname" {
-				tmpl = strings.Trim(v, "'")
-			}
-		}
-	}
-	if tmpl == "" {
-		return "", errors.New("database url names no database (e.g. postgres://localhost/app_dev)")
+	tmpl, err := provision.TemplateDatabase(templateURL)
+	if err != nil {
+		return "", err
 	}
 	clean := func(s string) string {
 		var b strings.Builder

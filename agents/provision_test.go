@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bgagents/bgagents/worktree/provision"
 )
 
 // Database copy names carry the agent's id (two repositories or daemons
@@ -26,6 +28,41 @@ func TestAgentDatabaseName(t *testing.T) {
 	}
 	if n, _ := agentDatabaseName("postgres://localhost/?dbname=App-Dev", a); n != "app_dev_fix_0123456789ab" {
 		t.Errorf("dbname parameter: %q", n)
+	}
+}
+
+// The template's name is read the way pgx (and so the copy) reads it:
+// libpq-style URLs that name it only in the dbname parameter, keyword/value
+// DSNs with quoted values and spaces around '=', and $PGDATABASE.
+func TestAgentDatabaseNameReadsTheURLAsPgxDoes(t *testing.T) {
+	a := &Agent{ID: "0123456789ab", Name: "fix"}
+	for _, tc := range []struct{ url, want string }{
+		{"postgres:///?host=/tmp&dbname=app_dev", "app_dev_fix_0123456789ab"},
+		{"postgresql://me@localhost:5433?sslmode=disable&dbname=app_dev", "app_dev_fix_0123456789ab"},
+		{"postgres://localhost/ignored?dbname=app_dev", "app_dev_fix_0123456789ab"},
+		{"host=/tmp dbname = 'app_dev' user=me", "app_dev_fix_0123456789ab"},
+		{"host=/tmp dbname='app dev'", "app_dev_fix_0123456789ab"},
+	} {
+		got, err := agentDatabaseName(tc.url, a)
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %q, %v; want %q", tc.url, got, err, tc.want)
+			continue
+		}
+		// The copy is made, and dropped, under the name the URL then has.
+		u, err := provision.AgentURL(tc.url, got)
+		if err != nil {
+			t.Errorf("%q: AgentURL: %v", tc.url, err)
+		} else if n, err := provision.TemplateDatabase(u); err != nil || n != got {
+			t.Errorf("%q: the agent's url %q names %q, %v; want %q", tc.url, u, n, err, got)
+		}
+	}
+	t.Setenv("PGDATABASE", "from_env")
+	if got, err := agentDatabaseName("postgres://localhost", a); err != nil || got != "from_env_fix_0123456789ab" {
+		t.Errorf("with PGDATABASE: %q, %v", got, err)
+	}
+	t.Setenv("PGDATABASE", "")
+	if _, err := agentDatabaseName("postgres://localhost", a); err == nil || !strings.Contains(err.Error(), "names no database") {
+		t.Errorf("no database: %v", err)
 	}
 }
 

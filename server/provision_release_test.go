@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -374,10 +375,7 @@ func TestWarmPoolSetupEnvAndInvalidation(t *testing.T) {
 	testenv.Git(t, repo.Dir, "add", ".gitignore")
 	testenv.Git(t, repo.Dir, "commit", "-q", "-m", "ignore")
 	c := d.client(t)
-	poolEntries := func() int {
-		ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
-		return len(ents)
-	}
+	poolEntries := func() int { return len(poolReady(d.paths.State)) }
 	poolBranches := func() int {
 		out := testenv.Git(t, repo.Dir, "for-each-ref", "--format=%(refname)", "refs/heads/bgagents-pool/")
 		return len(strings.Fields(out))
@@ -409,21 +407,23 @@ func TestWarmPoolSetupEnvAndInvalidation(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "setup-env.txt", "setup-env.txt; true", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
-	if len(ents) != 1 {
-		t.Fatalf("%d pool entries", len(ents))
+	ready := poolReady(d.paths.State)
+	if len(ready) != 1 {
+		t.Fatalf("%d pool entries", len(ready))
 	}
-	staleID := strings.TrimSuffix(ents[0].Name(), ".json")
+	staleID := ready[0]
 	third := wait(t, c, spawn(t, c, repo.Dir, "write three.txt 3").ID)
 	if third.State != agents.StateSucceeded {
 		t.Fatalf("third: %s %s", third.State, third.Error)
 	}
-	if out := testenv.Git(t, repo.Dir, "branch", "--list", "bgagents-pool/"+staleID); out != "" {
-		t.Errorf("the stale pool entry's branch is still there")
+	if log := logText(t, c, third.ID); strings.Contains(log, "took a ready worktree from the pool") {
+		t.Errorf("the third agent claimed an entry made under the old setup:\n%s", log)
 	}
-	if _, err := os.Stat(filepath.Join(filepath.Dir(first.Worktree), ".pool", staleID)); !os.IsNotExist(err) {
-		t.Errorf("the stale pool worktree is still there: %v", err)
-	}
+	// Stale entries are thrown away in the background.
+	testenv.Eventually(t, 60*time.Second, "the stale pool entry to go", func() bool {
+		_, err := os.Stat(filepath.Join(filepath.Dir(first.Worktree), ".pool", staleID))
+		return testenv.Git(t, repo.Dir, "branch", "--list", "bgagents-pool/"+staleID) == "" && os.IsNotExist(err)
+	})
 	testenv.Eventually(t, 60*time.Second, "the pool to refill under the new setup", func() bool { return poolEntries() == 1 && poolBranches() == 1 })
 
 	// pool = 0: the next spawn throws the entries away.
@@ -435,13 +435,158 @@ func TestWarmPoolSetupEnvAndInvalidation(t *testing.T) {
 	if fourth.State != agents.StateSucceeded {
 		t.Fatalf("fourth: %s %s", fourth.State, fourth.Error)
 	}
-	if n, b := poolEntries(), poolBranches(); n != 0 || b != 0 {
-		t.Errorf("with pool = 0: %d entries, %d pool branches left", n, b)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(filepath.Dir(first.Worktree), ".pool")); len(ents) != 0 {
-		t.Errorf("pool worktrees left: %d", len(ents))
-	}
+	testenv.Eventually(t, 60*time.Second, "the pool to be thrown away with pool = 0", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(filepath.Dir(first.Worktree), ".pool"))
+		all, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
+		return poolEntries() == 0 && poolBranches() == 0 && len(ents) == 0 && len(all) == 0
+	})
 	for _, a := range []*agents.Agent{first, second, third, fourth} {
 		_ = c.Call(context.Background(), server.MethodDiscard, server.DiscardParams{ID: a.ID, Force: true}, nil)
+	}
+}
+
+// A daemon killed while it fills the warm pool leaves a half-made pool
+// worktree, its branch and its setup still running. The next daemon, at
+// start and without any spawn, stops that setup, removes the worktree and
+// the branch, and fills the pool again.
+func TestWarmPoolCrashDuringFillIsSweptAtStart(t *testing.T) {
+	home := t.TempDir()
+	tmp := t.TempDir()
+	pidfile, gate := filepath.Join(tmp, "setup.pid"), filepath.Join(tmp, "gate")
+	// Only the pool's setup waits (agents' own setups run through).
+	script := fmt.Sprintf(`if [ -n "$BGAGENTS_POOL" ]; then exec %s "pidfile %s; waitfile %s"; fi`, testenv.TestAgent(t), pidfile, gate)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\npool = 1\nsetup = [[\"sh\", \"-c\", %q]]\n", script))
+	d1 := startProcess(t, home)
+	c1 := d1.client(t)
+	first := wait(t, c1, spawn(t, c1, repo.Dir, "write one.txt 1").ID)
+	if first.State != agents.StateSucceeded {
+		t.Fatalf("first: %s %s", first.State, first.Error)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool's setup to start", func() bool { return pidIn(pidfile) > 0 })
+	setup1 := pidIn(pidfile)
+	making, _ := filepath.Glob(filepath.Join(home, "pool", "*.making"))
+	if len(making) != 1 {
+		t.Fatalf("pool files while filling: %v", making)
+	}
+	id := strings.TrimSuffix(filepath.Base(making[0]), ".making")
+	poolDir := filepath.Join(filepath.Dir(first.Worktree), ".pool", id)
+	if _, err := os.Stat(filepath.Join(home, "pool", id+".setup.pid")); err != nil {
+		t.Errorf("no setup.pid for the pool's setup: %v", err)
+	}
+	if err := os.Remove(pidfile); err != nil {
+		t.Fatal(err)
+	}
+	d1.kill(syscall.SIGKILL)
+	if testenv.ProcessGone(setup1) {
+		t.Fatal("the pool's setup died with the daemon; the test needs it to outlive it")
+	}
+	if _, err := os.Stat(poolDir); err != nil {
+		t.Fatalf("the half-made pool worktree: %v", err)
+	}
+
+	startProcess(t, home)
+	t.Cleanup(func() { writeFile(t, gate) }) // before d2 stops
+	testenv.Eventually(t, 30*time.Second, "the old pool setup to be stopped", func() bool { return testenv.ProcessGone(setup1) })
+	testenv.Eventually(t, 60*time.Second, "the half-made pool worktree and branch to go", func() bool {
+		_, err := os.Stat(poolDir)
+		return os.IsNotExist(err) && testenv.Git(t, repo.Dir, "branch", "--list", "bgagents-pool/"+id) == ""
+	})
+	// The pool is filled again, without a spawn.
+	testenv.Eventually(t, 60*time.Second, "the pool's setup to start again", func() bool { return pidIn(pidfile) > 0 })
+	writeFile(t, gate)
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool {
+		ready := poolReady(home)
+		return len(ready) == 1 && ready[0] != id && poolBranchCount(t, repo.Dir) == 1
+	})
+	if files, _ := filepath.Glob(filepath.Join(home, "pool", "*.making")); len(files) != 0 {
+		t.Errorf("pool files left: %v", files)
+	}
+	if out := testenv.Git(t, repo.Dir, "worktree", "list", "--porcelain"); strings.Count(out, "/.pool/") != 1 {
+		t.Errorf("pool worktrees registered:\n%s", out)
+	}
+}
+
+// The port block is leased before a pool worktree is claimed: a lease
+// that fails costs no pool entry and leaves nothing behind, and a claimed
+// worktree's block is released like any other.
+func TestPortLeaseBeforePoolClaim(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "\n[ports]\nrange = \"48700-48709\"\nper_agent = 10\n\n[worktree]\npool = 1\n")
+	c := d.client(t)
+	// The first agent holds the only block.
+	first := wait(t, c, spawn(t, c, repo.Dir, "write one.txt 1").ID)
+	if first.State != agents.StateSucceeded || first.Port != 48700 {
+		t.Fatalf("first: %s %s port %d", first.State, first.Error, first.Port)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return len(poolReady(d.paths.State)) == 1 })
+	entry := poolReady(d.paths.State)[0]
+
+	noPorts := wait(t, c, spawn(t, c, repo.Dir, "write x.txt x").ID)
+	if noPorts.State != agents.StateFailed || !strings.Contains(noPorts.Error, "ports") {
+		t.Fatalf("without a free block: %s %q", noPorts.State, noPorts.Error)
+	}
+	if log := logText(t, c, noPorts.ID); strings.Contains(log, "took a ready worktree") {
+		t.Errorf("a pool entry was claimed for an agent that got no ports:\n%s", log)
+	}
+	if got := poolReady(d.paths.State); !slices.Equal(got, []string{entry}) {
+		t.Errorf("pool entries %v; want the same ready entry %s", got, entry)
+	}
+	assertNothingLeft(t, d, repo.Dir, noPorts)
+
+	if err := c.Call(testenv.Context(t, 30*time.Second), server.MethodDiscard, server.DiscardParams{ID: first.ID, Force: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	warm := wait(t, c, spawn(t, c, repo.Dir, "printenv PORT; write y.txt y").ID)
+	if log := logText(t, c, warm.ID); warm.State != agents.StateSucceeded || warm.Port != 48700 || !strings.Contains(log, "took a ready worktree") || !strings.Contains(log, "PORT=48700") {
+		t.Fatalf("warm: %s %q port %d\n%s", warm.State, warm.Error, warm.Port, log)
+	}
+	if err := c.Call(testenv.Context(t, 30*time.Second), server.MethodDiscard, server.DiscardParams{ID: warm.ID, Force: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if leases := portLeases(t, d); len(leases) != 0 {
+		t.Errorf("leases left: %v", leases)
+	}
+}
+
+// A template named the libpq way (the dbname parameter of a URL without a
+// path, or a keyword/value DSN with a quoted value) is copied, and the
+// copy named in the agent's DATABASE_URL the same way.
+func TestPostgresTemplateNamedByDbnameParameter(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Exec(t, "postgres", `CREATE DATABASE app_dev`)
+	pg.Exec(t, "app_dev", `CREATE TABLE users (name text)`)
+	pg.Exec(t, "app_dev", `INSERT INTO users VALUES ('seeded')`)
+	d := startInProcess(t, time.Second)
+	c := d.client(t)
+	ctx := testenv.Context(t, 60*time.Second)
+	for _, tmpl := range []string{
+		fmt.Sprintf("postgres:///?host=%s&port=%d&user=%s&dbname=app_dev&sslmode=disable", pg.SocketDir, pg.Port, pgtest.Superuser),
+		fmt.Sprintf("host=%s port=%d user=%s dbname = 'app_dev' sslmode=disable", pg.SocketDir, pg.Port, pgtest.Superuser),
+	} {
+		repo := testenv.NewRepo(t, fmt.Sprintf("\n[database]\nkind = \"postgres\"\nurl = %q\n", tmpl))
+		a := wait(t, c, spawn(t, c, repo.Dir, "printenv DATABASE_URL; write x.txt x").ID)
+		if a.State != agents.StateSucceeded {
+			t.Fatalf("%s: %s %q", tmpl, a.State, a.Error)
+		}
+		want := "app_dev_" + strings.ReplaceAll(a.Name, "-", "_") + "_" + a.ID
+		if cfg, err := pgx.ParseConfig(a.DatabaseURL); err != nil || cfg.Database != want {
+			t.Errorf("%s: agent url %q does not name %s (%v)", tmpl, a.DatabaseURL, want, err)
+		}
+		conn, err := pgx.Connect(ctx, a.DatabaseURL)
+		if err != nil {
+			t.Fatalf("connect to the copy: %v", err)
+		}
+		var n int
+		var db string
+		if err := conn.QueryRow(ctx, `SELECT count(*), current_database() FROM users`).Scan(&n, &db); err != nil || n != 1 || db != want {
+			t.Errorf("%s: copy has %d rows in %q (%v); want 1 in %s", tmpl, n, db, err, want)
+		}
+		conn.Close(ctx)
+		if err := c.Call(ctx, server.MethodDiscard, server.DiscardParams{ID: a.ID, Force: true}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if left := agentDatabases(t, pg); len(left) != 0 {
+			t.Errorf("%s: databases left after discard: %v", tmpl, left)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -292,10 +293,7 @@ func TestWarmPoolClaimsAReadyWorktree(t *testing.T) {
 		t.Fatalf("first: %s %s", first.State, first.Error)
 	}
 
-	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool {
-		ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
-		return len(ents) == 1
-	})
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return len(poolReady(d.paths.State)) == 1 })
 	// The base moves after the pool entry was made.
 	if err := os.WriteFile(filepath.Join(repo.Dir, "moved.txt"), []byte("new\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -321,19 +319,226 @@ func TestWarmPoolClaimsAReadyWorktree(t *testing.T) {
 		t.Errorf("claimed worktree is on %s, want %s", head, second.Branch)
 	}
 	// The pool refills, and no pool branch is left behind after discard.
-	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool {
-		ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
-		return len(ents) == 1
-	})
+	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool { return len(poolReady(d.paths.State)) == 1 })
 	if err := c.Call(context.Background(), server.MethodDiscard, server.DiscardParams{ID: second.ID, Force: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	ents, _ := os.ReadDir(filepath.Join(d.paths.State, "pool"))
-	want := "refs/heads/bgagents-pool/" + strings.TrimSuffix(ents[0].Name(), ".json")
+	want := "refs/heads/bgagents-pool/" + poolReady(d.paths.State)[0]
 	if got := testenv.Git(t, repo.Dir, "for-each-ref", "--format=%(refname)", "refs/heads/bgagents-pool/"); got != want {
 		t.Errorf("pool branches after discard: %q; want only the ready entry's %q", got, want)
 	}
 	if out := testenv.Git(t, repo.Dir, "branch", "--list", second.Branch); out != "" {
 		t.Errorf("the claimed worktree's branch %s is left after discard", second.Branch)
 	}
+}
+
+// poolReady lists the ids of the ready entries of the warm pool of the
+// daemon whose state directory is home, sorted.
+func poolReady(home string) []string {
+	files, _ := filepath.Glob(filepath.Join(home, "pool", "*.json"))
+	var ids []string
+	for _, f := range files {
+		ids = append(ids, strings.TrimSuffix(filepath.Base(f), ".json"))
+	}
+	return ids
+}
+
+// poolBranchCount is the number of bgagents-pool/ branches of repo.
+func poolBranchCount(t *testing.T, repo string) int {
+	return len(strings.Fields(testenv.Git(t, repo, "for-each-ref", "--format=%(refname)", "refs/heads/bgagents-pool/")))
+}
+
+// A claim never waits behind a pool refill's checkout: the refill holds
+// the repository's git lock only while git registers its worktree. Here
+// the refill's checkout is held up (by a post-checkout hook that waits
+// for a gate), and the next spawn still claims the other ready worktree
+// and runs.
+func TestWarmPoolClaimDoesNotWaitForARefillCheckout(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "\n[worktree]\npool = 2\n")
+	tmp := t.TempDir()
+	armed, started, gate := filepath.Join(tmp, "armed"), filepath.Join(tmp, "started"), filepath.Join(tmp, "gate")
+	hook := fmt.Sprintf("#!/bin/sh\ncase \"$(pwd -P)\" in\n*/.pool/*) if [ -e %s ]; then : > %s; exec %s %q; fi ;;\nesac\n",
+		armed, started, testenv.TestAgent(t), "waitfile "+gate)
+	hookPath := filepath.Join(repo.Dir, ".git", "hooks", "post-checkout")
+	if err := os.MkdirAll(filepath.Dir(hookPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hookPath, []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Runs before the daemon stops: the held-up refill can finish.
+	t.Cleanup(func() { writeFile(t, gate) })
+	c := d.client(t)
+	first := wait(t, c, spawn(t, c, repo.Dir, "write one.txt 1").ID)
+	if first.State != agents.StateSucceeded {
+		t.Fatalf("first: %s %s", first.State, first.Error)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return len(poolReady(d.paths.State)) == 2 })
+
+	writeFile(t, armed)
+	second := wait(t, c, spawn(t, c, repo.Dir, "write two.txt 2").ID)
+	if log := logText(t, c, second.ID); second.State != agents.StateSucceeded || !strings.Contains(log, "took a ready worktree from the pool") {
+		t.Fatalf("second: %s %s\n%s", second.State, second.Error, log)
+	}
+	// The refill that claim started is now stuck in its checkout.
+	testenv.Eventually(t, 60*time.Second, "the refill's checkout to start", func() bool {
+		_, err := os.Stat(started)
+		return err == nil
+	})
+	third := spawn(t, c, repo.Dir, "write three.txt 3")
+	waitNote(t, c, 20*time.Second, "the third agent running while the refill's checkout is held up", agentChanged(third.ID, agents.StateRunning, agents.StateSucceeded, agents.StateFailed))
+	third = wait(t, c, third.ID)
+	if log := logText(t, c, third.ID); third.State != agents.StateSucceeded || !strings.Contains(log, "took a ready worktree from the pool") {
+		t.Fatalf("third: %s %s\n%s", third.State, third.Error, log)
+	}
+	if _, err := os.Stat(gate); err == nil {
+		t.Fatal("the gate was open")
+	}
+	writeFile(t, gate)
+	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool {
+		return len(poolReady(d.paths.State)) == 2 && poolBranchCount(t, repo.Dir) == 2
+	})
+	for _, a := range []*agents.Agent{first, second, third} {
+		if err := c.Call(context.Background(), server.MethodDiscard, server.DiscardParams{ID: a.ID, Force: true}, nil); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// What setup commands print is in the agent's log (`bgagents logs`) and
+// in setup.log, never in its result: an agent that prints nothing has
+// no result.
+func TestSetupOutputIsLoggedNotTheResult(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\nsetup = [[%q, \"say setup says hello; err setup warns\"]]\n", testenv.TestAgent(t)))
+	c := d.client(t)
+	a := wait(t, c, spawn(t, c, repo.Dir, "write x.txt x").ID)
+	if a.State != agents.StateSucceeded {
+		t.Fatalf("state %s: %s", a.State, a.Error)
+	}
+	if strings.Contains(a.Result, "setup") {
+		t.Errorf("the setup's output became the agent's result: %q", a.Result)
+	}
+	log := logText(t, c, a.ID)
+	for _, want := range []string{"setup says hello", "setup warns", "setup 1/1"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(d.paths.State, "agents", a.ID, "setup.log"))
+	if err != nil || !strings.Contains(string(data), "setup says hello") || !strings.Contains(string(data), "setup warns") {
+		t.Errorf("setup.log: %q, %v", data, err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(d.paths.State, "agents", a.ID, "stdout.log")); strings.Contains(string(data), "setup") {
+		t.Errorf("setup output in stdout.log: %q", data)
+	}
+}
+
+// Files setup makes or changes that git does not ignore are not committed
+// as the agent's work, whether the setup ran in the agent's worktree or in
+// a pool worktree it claimed, unless the agent changes them. An agent that
+// changed nothing is still cleaned up.
+func TestSetupFilesAreNotCommitted(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\npool = 1\nsetup = [[%q, \"write generated.txt gen; append README.md setup was here\"]]\n", testenv.TestAgent(t)))
+	c := d.client(t)
+	changed := func(a *agents.Agent) []string {
+		return strings.Fields(testenv.Git(t, repo.Dir, "diff", "--name-only", a.BaseCommit, a.Branch))
+	}
+	cold := wait(t, c, spawn(t, c, repo.Dir, "write work.txt w").ID)
+	if cold.State != agents.StateSucceeded {
+		t.Fatalf("cold: %s %s", cold.State, cold.Error)
+	}
+	if got := changed(cold); !slices.Equal(got, []string{"work.txt"}) {
+		t.Errorf("cold agent committed %q; want only work.txt", got)
+	}
+	if log := logText(t, c, cold.ID); !strings.Contains(log, "setup left 2 file(s) git does not ignore") {
+		t.Errorf("no note about setup's files:\n%s", log)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return len(poolReady(d.paths.State)) == 1 })
+	warm := wait(t, c, spawn(t, c, repo.Dir, "append generated.txt the agent's line; write work2.txt w").ID)
+	if log := logText(t, c, warm.ID); warm.State != agents.StateSucceeded || !strings.Contains(log, "took a ready worktree from the pool") {
+		t.Fatalf("warm: %s %s\n%s", warm.State, warm.Error, log)
+	}
+	if got := changed(warm); !slices.Equal(got, []string{"generated.txt", "work2.txt"}) {
+		t.Errorf("warm agent committed %q; want generated.txt (it changed it) and work2.txt", got)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool to refill", func() bool { return len(poolReady(d.paths.State)) == 1 })
+	idle := wait(t, c, spawn(t, c, repo.Dir, "say nothing to do").ID)
+	if idle.State != agents.StateSucceeded || !idle.Cleaned {
+		t.Errorf("an agent that changed nothing: %s, cleaned %v (%s)", idle.State, idle.Cleaned, idle.Error)
+	}
+	if _, err := os.Stat(idle.Worktree); !os.IsNotExist(err) {
+		t.Errorf("its worktree is still there: %v", err)
+	}
+	for _, a := range []*agents.Agent{cold, warm} {
+		if err := c.Call(context.Background(), server.MethodDiscard, server.DiscardParams{ID: a.ID, Force: true}, nil); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// .worktreeinclude has gitignore syntax and selects only what git ignores.
+func TestWorktreeIncludeCopiesIgnoredMatches(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, "")
+	files := map[string]string{
+		".gitignore":          ".env*\nnode_modules/\nsecrets/\n",
+		".worktreeinclude":    "# gitignore syntax\n.env*\n!.env.test\n**/node_modules/\nsecrets/*\n!secrets/prod.key\nnotes.txt\n",
+		".env":                "A=1\n",
+		".env.test":           "T=1\n",
+		"node_modules/m/i.js": "m\n",
+		"secrets/dev.key":     "dev\n",
+		"secrets/prod.key":    "prod\n",
+		"notes.txt":           "mine, not ignored\n",
+	}
+	for p, body := range files {
+		full := filepath.Join(repo.Dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.Git(t, repo.Dir, "add", ".gitignore", ".worktreeinclude")
+	testenv.Git(t, repo.Dir, "commit", "-q", "-m", "include")
+	c := d.client(t)
+	a := wait(t, c, spawn(t, c, repo.Dir, "write x.txt x").ID)
+	if a.State != agents.StateSucceeded {
+		t.Fatalf("state %s: %s", a.State, a.Error)
+	}
+	for p, want := range map[string]bool{".env": true, "node_modules/m/i.js": true, "secrets/dev.key": true, ".env.test": false, "secrets/prod.key": false, "notes.txt": false} {
+		_, err := os.Stat(filepath.Join(a.Worktree, p))
+		if got := err == nil; got != want {
+			t.Errorf("%s copied: %v; want %v", p, got, want)
+		}
+	}
+}
+
+// A fill under way follows the configuration: a larger pool set while an
+// entry is being made is filled without another spawn.
+func TestWarmPoolFillFollowsAResize(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	tmp := t.TempDir()
+	pidfile, gate := filepath.Join(tmp, "setup.pid"), filepath.Join(tmp, "gate")
+	script := fmt.Sprintf(`if [ -n "$BGAGENTS_POOL" ]; then exec %s "pidfile %s; waitfile %s"; fi`, testenv.TestAgent(t), pidfile, gate)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\npool = 1\nsetup = [[\"sh\", \"-c\", %q]]\n", script))
+	t.Cleanup(func() { writeFile(t, gate) }) // before the daemon stops
+	c := d.client(t)
+	first := wait(t, c, spawn(t, c, repo.Dir, "write one.txt 1").ID)
+	if first.State != agents.StateSucceeded {
+		t.Fatalf("first: %s %s", first.State, first.Error)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool's setup to start", func() bool { return pidIn(pidfile) > 0 })
+	cfgPath := filepath.Join(repo.Dir, ".bgagents.toml")
+	cfg, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), "pool = 1", "pool = 2", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, gate)
+	testenv.Eventually(t, 60*time.Second, "the pool to fill to the new size", func() bool {
+		return len(poolReady(d.paths.State)) == 2 && poolBranchCount(t, repo.Dir) == 2
+	})
 }

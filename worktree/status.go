@@ -17,8 +17,20 @@ const (
 )
 
 // Dirty reports whether the checkout at path has tracked changes or
-// untracked files that are not ignored.
+// untracked files that are not ignored. Files setup commands left (see
+// RecordSetupFiles) do not count while they are as setup left them.
 func Dirty(ctx context.Context, path string) (bool, error) {
+	rec, err := readSetupFiles(path)
+	if err != nil {
+		return false, fmt.Errorf("status of %s: %w", path, err)
+	}
+	if len(rec) > 0 {
+		files, err := statusFiles(ctx, path, "--untracked-files=all")
+		if err != nil {
+			return false, fmt.Errorf("status of %s: %w", path, err)
+		}
+		return len(withoutSetupFiles(path, rec, files)) > 0, nil
+	}
 	out, _, err := run(ctx, path, runOpts{}, "status", "--porcelain", "-z", "--untracked-files=normal")
 	if err != nil {
 		return false, fmt.Errorf("status of %s: %w", path, err)
@@ -28,13 +40,23 @@ func Dirty(ctx context.Context, path string) (bool, error) {
 
 // DirtyFiles lists the paths `git status --porcelain` reports in path:
 // changed tracked files (the new name for renames) and untracked files;
-// an untracked directory is listed once, with a trailing '/'.
+// an untracked directory is listed once, with a trailing '/'. Files setup
+// commands left (see RecordSetupFiles) are not listed while they are as
+// setup left them; untracked files are then listed one by one.
 func DirtyFiles(ctx context.Context, path string) ([]string, error) {
-	files, err := statusFiles(ctx, path, "--untracked-files=normal")
+	rec, err := readSetupFiles(path)
 	if err != nil {
 		return nil, fmt.Errorf("status of %s: %w", path, err)
 	}
-	return files, nil
+	untracked := "--untracked-files=normal"
+	if len(rec) > 0 {
+		untracked = "--untracked-files=all"
+	}
+	files, err := statusFiles(ctx, path, untracked)
+	if err != nil {
+		return nil, fmt.Errorf("status of %s: %w", path, err)
+	}
+	return withoutSetupFiles(path, rec, files), nil
 }
 
 func statusFiles(ctx context.Context, path, untracked string) ([]string, error) {
@@ -64,7 +86,8 @@ func parseStatusZ(out []byte) []string {
 }
 
 // CommitAll stages everything in the checkout at path (`git add -A`) and
-// commits it with message, skipping hooks. It returns false when there was
+// commits it with message, skipping hooks. Files setup commands left (see
+// RecordSetupFiles) are left out while they are as setup left them. It returns false when there was
 // nothing to commit. Without a configured identity it commits as
 // bgagents <bgagents@localhost>.
 func CommitAll(ctx context.Context, path, message string) (bool, error) {
@@ -72,6 +95,9 @@ func CommitAll(ctx context.Context, path, message string) (bool, error) {
 		return false, fmt.Errorf("commit in %s: empty commit message", path)
 	}
 	if _, err := Git(ctx, path, "add", "-A"); err != nil {
+		return false, fmt.Errorf("commit in %s: %w", path, err)
+	}
+	if err := unstageSetupFiles(ctx, path); err != nil {
 		return false, fmt.Errorf("commit in %s: %w", path, err)
 	}
 	_, code, err := run(ctx, path, runOpts{ok: []int{1}}, "diff", "--cached", "--quiet", "--no-ext-diff")

@@ -140,6 +140,23 @@ func CopyPostgres(ctx context.Context, templateURL, name string) (agentURL strin
 // databases are not copied by CREATE DATABASE ... TEMPLATE.
 const copyComment = "bgagents: a copy of a database for an agent; dropped when the agent is discarded or merged"
 
+// TemplateDatabase returns the database templateURL names, read as pgx
+// (and so CopyPostgres) reads it: the path of a postgres:// URL, or its
+// dbname (or database) parameter, which wins over the path, as in
+// "postgres:///?host=/run/postgresql&dbname=app_dev"; the dbname of a
+// keyword/value DSN ("host=/run/postgresql dbname=app_dev"); else
+// $PGDATABASE.
+func TemplateDatabase(templateURL string) (string, error) {
+	cfg, err := pgx.ParseConfig(templateURL)
+	if err != nil {
+		return "", fmt.Errorf("database url: %w", err)
+	}
+	if cfg.Database == "" {
+		return "", errors.New("database url names no database (e.g. postgres://localhost/app_dev, postgres:///?host=/run/postgresql&dbname=app_dev or host=/run/postgresql dbname=app_dev)")
+	}
+	return cfg.Database, nil
+}
+
 // AgentURL returns the connection string (URL or keyword/value DSN)
 // templateURL rewritten to database name, as CopyPostgres returns it. The
 // caller can record it before the copy, to find a copy an interrupted run

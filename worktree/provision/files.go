@@ -1,8 +1,6 @@
 package provision
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -587,84 +585,120 @@ func (c *copier) fill(out, in *os.File, size int64) error {
 	return nil
 }
 
-// ReadWorktreeInclude reads .worktreeinclude at the top of mainCheckout and
-// returns the paths (relative to mainCheckout) of the existing files and
-// directories it names, in the order of its lines; a missing file gives no
-// paths and no error.
+// WorktreeInclude returns what .worktreeinclude at the top of mainCheckout
+// selects for copying into worktrees, as paths relative to mainCheckout
+// (directories without a trailing "/"), sorted; a missing file selects
+// nothing.
 //
-// It reads a subset of gitignore syntax, as Claude Code's convention does:
-// blank lines and lines starting with # are ignored; a leading or trailing
-// "/" is dropped; each line is a path or a glob matched relative to the
-// checkout with filepath.Glob (so "*" does not cross a "/", and "**" acts
-// as "*"); a line starting with "!" removes earlier matches of its
-// pattern. Only what git ignores is then copied by CopyIgnored: tracked
-// files are skipped there.
-func ReadWorktreeInclude(mainCheckout string) ([]string, error) {
-	data, err := os.ReadFile(filepath.Join(mainCheckout, WorktreeIncludeFile))
-	if errors.Is(err, fs.ErrNotExist) {
+// It follows Claude Code's convention: the file has gitignore syntax
+// (comments, "!" negations, "dir/" patterns, "**", anchoring with a
+// leading "/", each exactly as in .gitignore), and only paths that match
+// it and that git ignores are selected. Git itself reads both:
+//
+//	git ls-files --others --ignored --directory --exclude-from=.worktreeinclude
+//	git ls-files --others --ignored --directory --exclude-standard
+//
+// and the result is their intersection. With --directory a directory whose
+// whole contents match (node_modules/) is one path, not thousands of
+// files. Tracked files are never selected (they come with the checkout),
+// nor untracked files git does not ignore (their copies would be
+// committed to the agent's branch).
+func WorktreeInclude(ctx context.Context, mainCheckout string) ([]string, error) {
+	file := filepath.Join(mainCheckout, WorktreeIncludeFile)
+	if fi, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read %s: %w", WorktreeIncludeFile, err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read %s: not a regular file", WorktreeIncludeFile)
 	}
+	matched, err := listIgnored(ctx, mainCheckout, "--exclude-from="+file)
+	if err != nil || len(matched) == 0 {
+		return nil, err
+	}
+	ignored, err := listIgnored(ctx, mainCheckout, "--exclude-standard")
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", WorktreeIncludeFile, err)
+		return nil, err
 	}
-	root := escapeGlob(filepath.Clean(mainCheckout))
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		negate := strings.HasPrefix(line, "!")
-		pat := strings.Trim(strings.TrimPrefix(line, "!"), "/")
-		if pat == "" {
-			continue
-		}
-		if slices.Contains(strings.Split(pat, "/"), "..") {
-			return nil, fmt.Errorf("%s line %d: %q leaves the repository", WorktreeIncludeFile, n, line)
-		}
-		pat = strings.ReplaceAll(filepath.FromSlash(pat), "**", "*")
-		if _, err := filepath.Match(pat, ""); err != nil {
-			return nil, fmt.Errorf("%s line %d: %q: %w", WorktreeIncludeFile, n, line, err)
-		}
-		if negate {
-			out = slices.DeleteFunc(out, func(p string) bool {
-				ok, _ := filepath.Match(pat, p)
-				return ok || isWithin(filepath.Clean(pat), p)
-			})
-			continue
-		}
-		matches, err := filepath.Glob(root + string(filepath.Separator) + pat)
-		if err != nil {
-			return nil, fmt.Errorf("%s line %d: %q: %w", WorktreeIncludeFile, n, line, err)
-		}
-		for _, m := range matches {
-			rel, err := filepath.Rel(mainCheckout, m)
-			if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-				continue
-			}
-			if first, _, _ := strings.Cut(rel, string(filepath.Separator)); first == ".git" {
-				continue
-			}
-			if !slices.Contains(out, rel) {
-				out = append(out, rel)
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", WorktreeIncludeFile, err)
-	}
-	return out, nil
+	return intersectPaths(matched, ignored), nil
 }
 
-// escapeGlob quotes the glob metacharacters of a literal path.
-func escapeGlob(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
+// listIgnored lists the untracked paths of dir that the exclude rules
+// given by excludeFlag match, a directory whose whole contents match as
+// one path (slash-separated, without the trailing "/").
+func listIgnored(ctx context.Context, dir, excludeFlag string) ([]string, error) {
+	out, err := worktree.Git(ctx, dir, "ls-files", "-z", "--others", "--ignored", "--directory", excludeFlag)
+	if err != nil {
+		return nil, fmt.Errorf("%s: list the files it names: %w", WorktreeIncludeFile, err)
 	}
-	return b.String()
+	var paths []string
+	for _, p := range strings.Split(out, "\x00") {
+		if p = strings.TrimSuffix(p, "/"); p != "" {
+			paths = append(paths, p)
+		}
+	}
+	return innermost(paths), nil
+}
+
+// innermost drops the directories that have other paths of the list in
+// them. `git ls-files --ignored --directory` lists a directory whose
+// every file is matched by patterns on the files (packages/*/.env) as
+// well as those files; the files are what the patterns name (and what
+// `git check-ignore` reports), so they are kept. A directory a pattern
+// names (node_modules/) is listed alone, and kept.
+func innermost(paths []string) []string {
+	sorted := slices.Sorted(slices.Values(paths))
+	var out []string
+	for _, p := range sorted {
+		prefix := p + "/"
+		i, _ := slices.BinarySearch(sorted, prefix)
+		if i < len(sorted) && strings.HasPrefix(sorted[i], prefix) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// intersectPaths returns the paths covered by both sets, each set a list
+// of files and directories (a directory stands for everything in it):
+// a path of a that lies in one of b, and a path of b that lies in one of
+// a. Both are slash-separated; the result is sorted, without duplicates,
+// in the OS's separators.
+func intersectPaths(a, b []string) []string {
+	inB := make(map[string]bool, len(b))
+	for _, p := range b {
+		inB[p] = true
+	}
+	sortedB := slices.Sorted(slices.Values(b))
+	seen := map[string]bool{}
+	var out []string
+	add := func(p string) {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, filepath.FromSlash(p))
+		}
+	}
+	for _, p := range a {
+		// p inside (or equal to) a path of b?
+		for q := p; ; {
+			if inB[q] {
+				add(p)
+				break
+			}
+			i := strings.LastIndexByte(q, '/')
+			if i < 0 {
+				break
+			}
+			q = q[:i]
+		}
+		// paths of b inside the directory p
+		prefix := p + "/"
+		i, _ := slices.BinarySearch(sortedB, prefix)
+		for ; i < len(sortedB) && strings.HasPrefix(sortedB[i], prefix); i++ {
+			add(sortedB[i])
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -271,46 +271,79 @@ func TestCopyIgnoredCanceled(t *testing.T) {
 	}
 }
 
-func TestReadWorktreeInclude(t *testing.T) {
-	main, _ := repoWithWorktree(t)
-	if got, err := ReadWorktreeInclude(main); err != nil || got != nil {
+// .worktreeinclude is read by git with gitignore syntax (negations,
+// directory patterns, "**"), and only what git also ignores is selected:
+// never a tracked file, never an untracked file git does not ignore.
+func TestWorktreeInclude(t *testing.T) {
+	main, wt := repoWithWorktree(t)
+	if got, err := WorktreeInclude(context.Background(), main); err != nil || got != nil {
 		t.Fatalf("without the file: %q, %v", got, err)
 	}
-	writeFile(t, filepath.Join(main, ".env"), "x\n", 0o644)
-	writeFile(t, filepath.Join(main, ".env.local"), "x\n", 0o644)
-	writeFile(t, filepath.Join(main, ".env.example"), "x\n", 0o644)
-	writeFile(t, filepath.Join(main, "config", "local.yml"), "x\n", 0o644)
-	writeFile(t, filepath.Join(main, "config", "local.json"), "x\n", 0o644)
-	writeFile(t, filepath.Join(main, "packages", "a", ".env"), "x\n", 0o644)
-	mustf(t, os.MkdirAll(filepath.Join(main, ".venv", "bin"), 0o755), "mkdir")
-	writeFile(t, filepath.Join(main, ".worktreeinclude"), strings.Join([]string{
-		"# files the agents need",
-		"",
-		".env*",
-		"!.env.example",
-		"/config/local.*",
-		".venv/",
-		"packages/*/.env",
-		"does-not-exist",
-		"  # an indented comment",
-		".env", // again: no duplicate
+	writeFile(t, filepath.Join(main, ".gitignore"), strings.Join([]string{
+		"node_modules/", ".env*", "!.env.example", "build/", "config/local.*", "*.log", ".venv/", "packages/*/.env",
 	}, "\n")+"\n", 0o644)
-	got, err := ReadWorktreeInclude(main)
+	for _, f := range []string{
+		"node_modules/a/x.js", "node_modules/.cache/c", ".env", ".env.local", ".env.example",
+		"config/local.yml", "config/local.json", "src/debug.log", ".venv/bin/python",
+		"packages/a/.env", "packages/b/.env", "build/out.bin", "notes.txt",
+	} {
+		writeFile(t, filepath.Join(main, f), "x\n", 0o644)
+	}
+	writeFile(t, filepath.Join(main, ".worktreeinclude"), strings.Join([]string{
+		"# what the agents need",
+		"",
+		"node_modules", // a directory: one path, not its files
+		".env*",        // .env, .env.local, and .env.example, which git does not ignore
+		"!.env.local",  // negation
+		"config/",      // a directory pattern: its ignored files (app.yml is tracked)
+		"**/debug.log", // "**"
+		"packages/**/.env",
+		"!packages/b/.env",
+		"build/",    // build/keep.txt is tracked, build/out.bin ignored
+		"notes.txt", // untracked, not ignored: its copy would be committed
+		"README",    // tracked
+	}, "\n")+"\n", 0o644)
+	got, err := WorktreeInclude(context.Background(), main)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{".env", ".env.local", "config/local.json", "config/local.yml", ".venv", "packages/a/.env"}
+	want := []string{".env", "build/out.bin", "config/local.json", "config/local.yml", "node_modules", "packages/a/.env", "src/debug.log"}
 	if !slices.Equal(got, want) {
-		t.Errorf("ReadWorktreeInclude = %q; want %q", got, want)
+		t.Errorf("WorktreeInclude = %q; want %q", got, want)
+	}
+	// What it selects, CopyIgnored copies: nothing is skipped.
+	if skipped, err := CopyIgnored(context.Background(), main, wt, got); err != nil || len(skipped) > 0 {
+		t.Fatalf("CopyIgnored: skipped %q, %v", skipped, err)
+	}
+	for _, f := range []string{"node_modules/.cache/c", "config/local.json", "packages/a/.env", "build/out.bin"} {
+		if _, err := os.Stat(filepath.Join(wt, f)); err != nil {
+			t.Errorf("%s not copied: %v", f, err)
+		}
 	}
 
-	writeFile(t, filepath.Join(main, ".worktreeinclude"), "../secrets\n", 0o644)
-	if _, err := ReadWorktreeInclude(main); err == nil || !strings.Contains(err.Error(), "line 1") {
-		t.Errorf("'..' line: %v", err)
+	// Negating inside a directory works when the pattern names its
+	// contents, not the directory (as in .gitignore).
+	writeFile(t, filepath.Join(main, ".worktreeinclude"), "node_modules/*\n!node_modules/.cache\n", 0o644)
+	if got, err := WorktreeInclude(context.Background(), main); err != nil || !slices.Equal(got, []string{"node_modules/a"}) {
+		t.Errorf("WorktreeInclude = %q, %v; want [node_modules/a]", got, err)
 	}
-	writeFile(t, filepath.Join(main, ".worktreeinclude"), "# ok\n[abc\n", 0o644)
-	if _, err := ReadWorktreeInclude(main); err == nil || !strings.Contains(err.Error(), "line 2") {
-		t.Errorf("bad pattern: %v", err)
+	// Nothing matches: nothing selected.
+	writeFile(t, filepath.Join(main, ".worktreeinclude"), "does-not-exist\n", 0o644)
+	if got, err := WorktreeInclude(context.Background(), main); err != nil || len(got) != 0 {
+		t.Errorf("WorktreeInclude = %q, %v; want nothing", got, err)
+	}
+}
+
+func TestInnermostAndIntersectPaths(t *testing.T) {
+	if got, want := innermost([]string{"packages", "packages/a", "packages/a/.env", "packages-x", "src", "src/debug.log", "node_modules"}),
+		[]string{"node_modules", "packages-x", "packages/a/.env", "src/debug.log"}; !slices.Equal(got, want) {
+		t.Errorf("innermost = %q; want %q", got, want)
+	}
+	a := []string{"node_modules", "config/local.yml", "x/y", "only"}
+	b := []string{"node_modules", "config", "x/y/z", "x/y/w", "other"}
+	want := []string{"config/local.yml", "node_modules", "x/y/w", "x/y/z"}
+	if got := intersectPaths(a, b); !slices.Equal(got, want) {
+		t.Errorf("intersectPaths = %q; want %q", got, want)
 	}
 }
 

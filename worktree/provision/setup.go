@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // killGrace is how long a setup command's process group has between
@@ -222,12 +224,15 @@ func ProcessStartTime(pid int) uint64 {
 	return n
 }
 
-// KillSetupGroup kills (SIGKILL) what is left of the process group pgid of
-// a setup command that started at start (ProcessStartTime of its leader)
-// and waits until the group is gone or ctx ends. It kills nothing when
-// the leader's pid now belongs to another process; a group whose leader
-// has exited is still the setup's (Linux does not reuse a pid while a
-// process group of that id exists). It reports whether it found the group.
+// KillSetupGroup stops what is left of the process group pgid of a setup
+// command that started at start (ProcessStartTime of its leader): SIGTERM
+// to the group, then, when members are still there after a grace period
+// of 5 s (or when ctx ends first), SIGKILL. It waits on the members'
+// exits (pidfd), not by sleeping, and returns once the group is gone or
+// ctx has ended. It kills nothing when the leader's pid now belongs to
+// another process; a group whose leader has exited is still the setup's
+// (Linux does not reuse a pid while a process group of that id exists).
+// It reports whether it found the group.
 func KillSetupGroup(ctx context.Context, pgid int, start uint64) bool {
 	if pgid <= 0 || !groupAlive(pgid) {
 		return false
@@ -235,16 +240,12 @@ func KillSetupGroup(ctx context.Context, pgid int, start uint64) bool {
 	if st := ProcessStartTime(pgid); st != 0 && st != start {
 		return false // the pid was reused by a new process group leader
 	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
-	for groupAlive(pgid) {
-		select {
-		case <-ctx.Done():
-			return true
-		case <-t.C:
-		}
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	if waitGroupGone(ctx, pgid, time.Now().Add(killGrace)) {
+		return true
 	}
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	waitGroupGone(ctx, pgid, time.Time{})
 	return true
 }
 
@@ -259,14 +260,60 @@ func reapGroup(pgid int, termSent time.Time) {
 		termSent = time.Now()
 		syscall.Kill(-pgid, syscall.SIGTERM)
 	}
-	deadline := termSent.Add(killGrace)
-	for time.Now().Before(deadline) {
-		if !groupAlive(pgid) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitGroupGone(context.Background(), pgid, termSent.Add(killGrace)) {
+		syscall.Kill(-pgid, syscall.SIGKILL)
 	}
-	syscall.Kill(-pgid, syscall.SIGKILL)
+}
+
+// waitSlice bounds one wait of waitGroupGone, so that it notices ctx
+// ending and members that joined the group after it looked.
+const waitSlice = 100 * time.Millisecond
+
+// waitGroupGone waits until process group pgid has no live member and
+// reports true, or reports false when deadline (zero: none) passes or ctx
+// ends first. It waits on the members' pidfds, so it wakes when one
+// exits; without pidfds (kernels before 5.3) it looks again every
+// waitSlice.
+func waitGroupGone(ctx context.Context, pgid int, deadline time.Time) bool {
+	for {
+		pids := groupMembers(pgid)
+		if len(pids) == 0 {
+			return true
+		}
+		wait := waitSlice
+		if !deadline.IsZero() {
+			wait = min(wait, time.Until(deadline))
+		}
+		if wait <= 0 || ctx.Err() != nil {
+			return false
+		}
+		fds := make([]unix.PollFd, 0, len(pids))
+		pidfds := true
+		for _, pid := range pids {
+			fd, err := unix.PidfdOpen(pid, 0)
+			if err != nil {
+				if !errors.Is(err, unix.ESRCH) {
+					pidfds = false // no pidfds here: look again after a while
+				}
+				continue
+			}
+			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		}
+		switch {
+		case len(fds) > 0 && pidfds:
+			_, _ = unix.Poll(fds, int(wait.Milliseconds())+1)
+		case !pidfds:
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		for _, f := range fds {
+			unix.Close(int(f.Fd))
+		}
+	}
 }
 
 // groupAlive reports whether process group pgid has a member that is not
@@ -277,11 +324,22 @@ func groupAlive(pgid int) bool {
 	if syscall.Kill(-pgid, 0) != nil {
 		return false
 	}
+	return len(groupMembers(pgid)) > 0
+}
+
+// groupMembers returns the pids of the members of process group pgid that
+// are not zombies (read from /proc; the group's id itself when /proc
+// cannot be read and the group exists).
+func groupMembers(pgid int) []int {
+	if syscall.Kill(-pgid, 0) != nil {
+		return nil
+	}
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return true
+		return []int{pgid}
 	}
 	want := strconv.Itoa(pgid)
+	var pids []int
 	for _, e := range ents {
 		if c := e.Name()[0]; c < '0' || c > '9' {
 			continue
@@ -294,10 +352,12 @@ func groupAlive(pgid int) bool {
 		s := string(b)
 		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 		if len(f) >= 3 && f[2] == want && f[0] != "Z" && f[0] != "X" {
-			return true
+			if pid, err := strconv.Atoi(e.Name()); err == nil {
+				pids = append(pids, pid)
+			}
 		}
 	}
-	return false
+	return pids
 }
 
 // resolveProgram finds the executable for argv[0]: a path with a "/" is

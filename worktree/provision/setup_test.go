@@ -256,3 +256,87 @@ func testContext(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// readyWriter closes ready when the output has a line "ready".
+type readyWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	ready chan struct{}
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.buf.Write(p); w.ready != nil && strings.Contains(w.buf.String(), "ready\n") {
+		close(w.ready)
+		w.ready = nil
+	}
+	return len(p), nil
+}
+
+// startSetupGroup runs script as a setup command and returns its process
+// group and leader's start time once it printed "ready", and where its
+// result arrives.
+func startSetupGroup(t *testing.T, dir, script string) (int, uint64, <-chan error) {
+	t.Helper()
+	ready := make(chan struct{})
+	w := &readyWriter{ready: ready}
+	pgids := make(chan int, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- RunSetupHooks(context.Background(), dir, testEnv(), [][]string{{"sh", "-c", script}}, w, SetupHooks{
+			Started: func(p int) { pgids <- p },
+		})
+	}()
+	pgid := <-pgids
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("the setup ended before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		t.Fatal("the setup never got ready")
+	}
+	t.Cleanup(func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+	return pgid, ProcessStartTime(pgid), done
+}
+
+// KillSetupGroup asks first: SIGTERM to the group, and a group that ends
+// on it is not killed; a group that ignores it gets SIGKILL after the
+// grace period. Either way it returns once the group is gone.
+func TestKillSetupGroupTermsFirst(t *testing.T) {
+	t.Parallel() // the second case waits the 5 s grace
+	dir := realTempDir(t)
+	pgid, start, done := startSetupGroup(t, dir, `trap 'echo term > got-term; kill $! 2>/dev/null; exit 0' TERM; sleep 600 & echo ready; wait`)
+	t0 := time.Now()
+	if !KillSetupGroup(testContext(t), pgid, start) {
+		t.Fatal("did not find the group")
+	}
+	if took := time.Since(t0); took >= killGrace {
+		t.Errorf("KillSetupGroup took %v for a group that ends on SIGTERM", took)
+	}
+	if groupAlive(pgid) {
+		t.Error("the group still lives")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "got-term")); err != nil {
+		t.Errorf("the setup never saw SIGTERM (killed outright?): %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("the setup that exited 0 on SIGTERM: %v", err)
+	}
+
+	pgid, start, done = startSetupGroup(t, dir, `trap '' TERM; sleep 600 & echo ready; wait`)
+	t0 = time.Now()
+	if !KillSetupGroup(testContext(t), pgid, start) {
+		t.Fatal("did not find the group")
+	}
+	if took := time.Since(t0); took < killGrace || took > killGrace+5*time.Second {
+		t.Errorf("KillSetupGroup took %v; want SIGKILL after %v", took, killGrace)
+	}
+	if groupAlive(pgid) {
+		t.Error("the group that ignores SIGTERM still lives")
+	}
+	if err := <-done; err == nil {
+		t.Error("the killed setup succeeded")
+	}
+}
