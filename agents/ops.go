@@ -494,11 +494,12 @@ func (m *Manager) Discard(ctx context.Context, ref, repo string, force bool) (*A
 	released := true
 	if err := m.removeWorktreeLocked(ctx, a, force); err != nil {
 		var pending *ReleasePendingError
-		if !force || !errors.As(err, &pending) {
+		if !errors.As(err, &pending) {
 			return nil, fmt.Errorf("discard %s: %w", a.Name, err)
 		}
-		// --force: the worktree and branch are gone; the rest is
-		// recorded, named, and retried later.
+		// The worktree and branch are gone (with or without --force, the
+		// work checks passed): the agent is discarded, and what could not
+		// be released is recorded, named, and retried later.
 		reason += "; warning: " + err.Error()
 		released = false
 	}

@@ -78,6 +78,33 @@ type warmPool struct {
 	filling map[string]bool
 	loaded  map[string]bool
 	loading map[string]chan struct{} // closed when the repository's load is done
+	// failed holds each repository's last failed fill: no new fill starts
+	// for the same configuration until poolRetry has passed, and spawns
+	// say why they were not warm.
+	failed map[string]poolFailure
+}
+
+// poolFailure is a failed fill of a repository's pool.
+type poolFailure struct {
+	hash string
+	err  string
+	at   time.Time
+}
+
+// poolRetry is how long a fill that failed is not tried again under the
+// same configuration (a changed configuration is tried at once).
+const poolRetry = 10 * time.Minute
+
+// poolUnavailable says why the repository's pool has no entries for cfg,
+// when its last fill failed; "" otherwise.
+func (m *Manager) poolUnavailable(repo string, cfg *config.Config) string {
+	m.pool.mu.Lock()
+	defer m.pool.mu.Unlock()
+	f, ok := m.pool.failed[repo]
+	if !ok || f.hash != poolHash(repo, cfg) {
+		return ""
+	}
+	return f.err
 }
 
 func (m *Manager) poolDir() string { return filepath.Join(m.opts.Home, "pool") }
@@ -411,11 +438,16 @@ func (m *Manager) fillPool(repo string) {
 	if m.ctx.Err() != nil {
 		return
 	}
-	if cfg, err := config.Load(repo); err != nil || cfg.Worktree.Pool <= 0 {
+	cfg, err := config.Load(repo)
+	if err != nil || cfg.Worktree.Pool <= 0 {
 		return
 	}
 	m.pool.mu.Lock()
 	if m.pool.filling[repo] {
+		m.pool.mu.Unlock()
+		return
+	}
+	if f, ok := m.pool.failed[repo]; ok && f.hash == poolHash(repo, cfg) && time.Since(f.at) < poolRetry {
 		m.pool.mu.Unlock()
 		return
 	}
@@ -452,12 +484,19 @@ func (m *Manager) fillPool(repo string) {
 			m.pool.mu.Lock()
 			if err != nil {
 				m.pool.filling[repo] = false
+				if m.ctx.Err() == nil {
+					if m.pool.failed == nil {
+						m.pool.failed = map[string]poolFailure{}
+					}
+					m.pool.failed[repo] = poolFailure{hash: hash, err: err.Error(), at: time.Now()}
+				}
 				m.pool.mu.Unlock()
 				if m.ctx.Err() == nil {
 					m.log.Warn("fill the worktree pool", zap.String("repo", repo), zap.Error(err))
 				}
 				return
 			}
+			delete(m.pool.failed, repo)
 			m.pool.entries[repo] = append(m.pool.entries[repo], e)
 			m.pool.mu.Unlock()
 		}

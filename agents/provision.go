@@ -62,6 +62,11 @@ func (m *Manager) makeWorktree(ctx context.Context, a *Agent, cfg *config.Config
 		}
 		return true, "", nil
 	}
+	if cfg.Worktree.Pool > 0 {
+		if why := m.poolUnavailable(a.Repo, cfg); why != "" {
+			progress("warning: no ready worktree, the warm pool could not be filled: " + why + " (fix it, then change .bgagents.toml or restart the daemon to try again at once)")
+		}
+	}
 	progress("creating worktree " + a.Worktree)
 	rs := m.repo(a.Repo)
 	// The repository's git lock is held only while git registers the
@@ -434,7 +439,9 @@ func (m *Manager) releaseResources(ctx context.Context, a *Agent) error {
 	if err := m.store.ReleasePorts(ctx, a.ID); err != nil {
 		errs = append(errs, err)
 	}
-	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	// Bounded: callers hold the repository's git lock, and a copy that
+	// cannot be dropped now is recorded and dropped later.
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if a.DatabaseURL != "" && !strings.HasPrefix(a.DatabaseURL, "sqlite://") {
 		if err := provision.DropPostgres(dctx, a.DatabaseURL); err != nil {

@@ -240,8 +240,12 @@ func waitState(b *testing.B, c *server.Client, id string, st agents.State) {
 		if err := c.Call(context.Background(), server.MethodGet, server.IDParams{ID: id}, &res); err != nil {
 			b.Fatal(err)
 		}
-		if res.Agent.State == st || !res.Agent.State.Active() {
+		if res.Agent.State == st || res.Agent.State == agents.StateSucceeded {
 			return
+		}
+		if !res.Agent.State.Active() {
+			// A spawn that failed is not a sample.
+			b.Fatalf("%s ended %s before %s: %s", id, res.Agent.State, st, res.Agent.Error)
 		}
 	}
 }

@@ -97,13 +97,15 @@ copy = ["node_modules", ".env"]
 	if data, _ := os.ReadFile(filepath.Join(repo.Dir, "node_modules/pkg/index.js")); string(data) != "module.exports = 1\n" {
 		t.Errorf("the main checkout's node_modules changed: %q", data)
 	}
-	// Discard releases the block: the next agent may get it again.
+	// Discard releases the block (its lease is gone) and the copies go
+	// with the worktree.
 	if err := c.Call(context.Background(), server.MethodDiscard, server.DiscardParams{ID: a.ID, Force: true}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(a.Worktree); !os.IsNotExist(err) {
 		t.Errorf("worktree (with its copies) still there: %v", err)
 	}
+	assertNothingLeft(t, d, repo.Dir, a)
 	b := wait(t, c, spawn(t, c, repo.Dir, "write b.txt b").ID)
 	if b.Port == 0 {
 		t.Fatalf("second agent got no ports")
@@ -188,15 +190,8 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 	if _, err := os.Stat(a.Worktree); !os.IsNotExist(err) {
 		t.Errorf("worktree left behind: %v", err)
 	}
-	if out := testenv.Git(t, repo.Dir, "branch", "--list", a.Branch); out != "" {
-		t.Errorf("branch left behind")
-	}
-	// The port block was released: a new agent can take the same one.
-	b := spawn(t, c, repo.Dir, "write b.txt b")
-	b = wait(t, c, b.ID)
-	if b.State != agents.StateFailed {
-		t.Fatalf("second agent %s", b.State)
-	}
+	// The worktree, branch and port lease are all gone.
+	assertNothingLeft(t, d, repo.Dir, a)
 }
 
 // A copy source that does not exist is a clear error and nothing is left.
@@ -541,4 +536,80 @@ func TestWarmPoolFillFollowsAResize(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, "the pool to fill to the new size", func() bool {
 		return len(poolReady(d.paths.State)) == 2 && poolBranchCount(t, repo.Dir) == 2
 	})
+}
+
+// With the database server down, discarding an agent (even without
+// --force, when it holds no work) removes its worktree and branch and
+// records it discarded, keeping the copy's URL and saying it is left; `rm`
+// drops the copy once the server is back.
+func TestDiscardWithDatabaseServerDownIsRecorded(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Exec(t, "postgres", `CREATE DATABASE app_dev`)
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[database]\nkind = \"postgres\"\nurl = %q\n", pg.URL("app_dev")))
+	cfgFile := filepath.Join(repo.Dir, ".bgagents.toml")
+	data, err := os.ReadFile(cfgFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgFile, []byte(strings.Replace(string(data), "[defaults]\n", "[defaults]\ncleanup_unchanged = false\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Git(t, repo.Dir, "commit", "-qam", "keep unchanged agents")
+	c := d.client(t)
+	a := wait(t, c, spawn(t, c, repo.Dir, "say nothing to do").ID)
+	if a.State != agents.StateSucceeded || a.DatabaseURL == "" {
+		t.Fatalf("agent %s %q", a.State, a.DatabaseURL)
+	}
+	pg.Stop(t)
+	ctx := testenv.Context(t, 60*time.Second)
+	var res server.AgentResult
+	if err := c.Call(ctx, server.MethodDiscard, server.DiscardParams{ID: a.ID}, &res); err != nil {
+		t.Fatalf("discard with the database server down: %v", err)
+	}
+	if res.Agent.State != agents.StateDiscarded || res.Agent.DatabaseURL == "" {
+		t.Fatalf("after discard: %s, databaseUrl %q", res.Agent.State, res.Agent.DatabaseURL)
+	}
+	if _, err := os.Stat(a.Worktree); !os.IsNotExist(err) {
+		t.Errorf("worktree left: %v", err)
+	}
+	pg.Resume(t)
+	var again server.AgentResult
+	if err := c.Call(ctx, server.MethodDiscard, server.DiscardParams{ID: a.ID}, &again); err != nil {
+		t.Fatalf("rm again: %v", err)
+	}
+	if again.Agent.DatabaseURL != "" {
+		t.Errorf("databaseUrl kept after the copy was dropped: %q", again.Agent.DatabaseURL)
+	}
+	if dbs := agentDatabases(t, pg); len(dbs) != 0 {
+		t.Errorf("databases left: %v", dbs)
+	}
+}
+
+// A pool whose fill fails (here a setup step that needs what only agents
+// get) is not refilled by every spawn: spawns go cold and say why.
+func TestWarmPoolFillFailureBacksOffAndIsReported(t *testing.T) {
+	d := startInProcess(t, time.Second)
+	mark := filepath.Join(t.TempDir(), "pool-setups")
+	setup := fmt.Sprintf(`if [ -n "$BGAGENTS_POOL" ]; then echo run >> %s; echo setup needs DATABASE_URL >&2; exit 3; fi`, mark)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\npool = 1\nsetup = [[\"sh\", \"-c\", %q]]\n", setup))
+	c := d.client(t)
+	if a := wait(t, c, spawn(t, c, repo.Dir, "write one.txt 1").ID); a.State != agents.StateSucceeded {
+		t.Fatalf("first: %s %s", a.State, a.Error)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool fill to fail", func() bool {
+		making, _ := filepath.Glob(filepath.Join(d.paths.State, "pool", "*.making"))
+		_, err := os.Stat(mark)
+		return err == nil && len(making) == 0
+	})
+	second := wait(t, c, spawn(t, c, repo.Dir, "write two.txt 2").ID)
+	if second.State != agents.StateSucceeded {
+		t.Fatalf("second: %s %s", second.State, second.Error)
+	}
+	if log := logText(t, c, second.ID); !strings.Contains(log, "the warm pool could not be filled") || !strings.Contains(log, "exit") {
+		t.Errorf("the cold spawn does not say why the pool is empty:\n%s", log)
+	}
+	if data, _ := os.ReadFile(mark); strings.Count(string(data), "run") != 1 {
+		t.Errorf("the failing pool setup ran %d times, want once", strings.Count(string(data), "run"))
+	}
 }

@@ -252,6 +252,9 @@ func notes(a *agents.Agent, byID map[string]*agents.Agent) string {
 		}
 		parts = append(parts, fmt.Sprintf("conflicts with %s (%s)", with, strings.Join(c.Files, ", ")))
 	}
+	if releaseWarning(a) != "" {
+		parts = append(parts, "database copy not dropped yet")
+	}
 	if a.PullRequest != "" {
 		parts = append(parts, a.PullRequest)
 	} else if a.Pushed != nil {

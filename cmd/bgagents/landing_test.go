@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bgagents/bgagents/agents"
 	"github.com/bgagents/bgagents/internal/testenv"
 )
 
@@ -135,5 +136,26 @@ func TestSpawnWaitPrintsProgressAndWaitingHint(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("spawn --wait of the step did not end after its dependency was cancelled")
+	}
+}
+
+// A merged or discarded agent that still holds a database copy is named on
+// stderr by merge/rm and in ls.
+func TestReleaseWarning(t *testing.T) {
+	held := &agents.Agent{Name: "pg", State: agents.StateDiscarded, DatabaseURL: "postgres://localhost/app_dev_pg_1"}
+	if w := releaseWarning(held); !strings.Contains(w, "could not be dropped") || !strings.Contains(w, "bgagents rm pg") {
+		t.Errorf("warning %q", w)
+	}
+	if n := notes(held, nil); !strings.Contains(n, "database copy not dropped yet") {
+		t.Errorf("notes %q", n)
+	}
+	for _, a := range []*agents.Agent{
+		{Name: "live", State: agents.StateRunning, DatabaseURL: "postgres://localhost/x"},
+		{Name: "lite", State: agents.StateMerged, DatabaseURL: "sqlite:///tmp/x.db"},
+		{Name: "done", State: agents.StateMerged},
+	} {
+		if w := releaseWarning(a); w != "" {
+			t.Errorf("%s: unexpected warning %q", a.Name, w)
+		}
 	}
 }

@@ -773,9 +773,22 @@ func agentCmd(use, short, method string, params func(id, repo string) any) *cobr
 			}
 			a := res.Agent
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", a.ID, a.Name, a.State)
+			if w := releaseWarning(a); w != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
 			return nil
 		},
 	}
+}
+
+// releaseWarning names what a merged or discarded agent still holds: a
+// database copy that could not be dropped (the daemon tries again at start
+// and on `rm`).
+func releaseWarning(a *agents.Agent) string {
+	if !a.State.Landed() || a.DatabaseURL == "" || strings.HasPrefix(a.DatabaseURL, "sqlite://") {
+		return ""
+	}
+	return fmt.Sprintf("the database copy of %s could not be dropped yet (see bgagents show %s); bgagents rm %s tries again, and so does the next daemon start", a.Name, a.Name, a.Name)
 }
 
 func msgCmd() *cobra.Command {

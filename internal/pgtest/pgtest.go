@@ -337,3 +337,23 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Stop stops the server (fast shutdown), as when the developer's database
+// server goes down; Resume starts it again on the same port.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if out, err := s.run("pg_ctl", "-D", s.DataDir, "-m", "fast", "-w", "stop"); err != nil {
+		t.Fatalf("pgtest: pg_ctl stop: %v\n%s", err, out)
+	}
+}
+
+// Resume starts a server stopped by Stop.
+func (s *Server) Resume(t testing.TB) {
+	t.Helper()
+	if out, err := s.run("pg_ctl", "-D", s.DataDir, "-l", s.LogFile, "-w", "-t", strconv.Itoa(int(startTimeout/time.Second)), "start"); err != nil {
+		t.Fatalf("pgtest: pg_ctl start: %v\n%s\n%s", err, out, s.logTail())
+	}
+	if err := s.waitReady(startTimeout); err != nil {
+		t.Fatalf("pgtest: %v\n%s", err, s.logTail())
+	}
+}

@@ -278,6 +278,9 @@ func connectMaintenance(ctx context.Context, cfg *pgx.ConnConfig, avoid ...strin
 			c.RuntimeParams = map[string]string{}
 		}
 		c.RuntimeParams["application_name"] = "bgagents"
+		if c.ConnectTimeout == 0 || c.ConnectTimeout > 10*time.Second {
+			c.ConnectTimeout = 10 * time.Second // a server that hangs is not waited for
+		}
 		conn, err := pgx.ConnectConfig(ctx, c)
 		if err == nil {
 			return conn, nil

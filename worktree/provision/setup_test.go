@@ -158,8 +158,10 @@ func TestRunSetupCancelKillsGroup(t *testing.T) {
 	if !strings.Contains(err.Error(), "was stopped: context canceled") {
 		t.Errorf("error: %v", err)
 	}
-	if took < killGrace || took > killGrace+5*time.Second {
-		t.Errorf("RunSetup returned after %v; want SIGKILL after %v", took, killGrace)
+	// SIGKILL comes only after the grace period (how much later depends on
+	// the machine's load, so there is no upper bound here).
+	if took < killGrace {
+		t.Errorf("RunSetup returned after %v; want SIGKILL only after %v", took, killGrace)
 	}
 	pid := readPid(t, pidFile)
 	deadline := time.Now().Add(2 * time.Second)
@@ -183,8 +185,9 @@ func TestRunSetupEndsLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("RunSetup took %v", took)
+	// The leftover sleeps 60 s: the step must not wait for it.
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("RunSetup took %v: it waited for the leftover", took)
 	}
 	pid := readPid(t, filepath.Join(dir, "bg.pid"))
 	deadline := time.Now().Add(2 * time.Second)
