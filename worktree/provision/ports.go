@@ -91,7 +91,7 @@ func AllocatePorts(r PortRange, per int, key string, taken func(start, count int
 		}
 		return s, nil
 	}
-	return 0, fmt.Errorf("no free block of %d ports in %s (%d blocks leased or busy); widen [ports] range", per, r, n)
+	return 0, fmt.Errorf("no free block of %d ports in %s (%d blocks leased or busy): finished agents keep theirs until merged or removed, so merge or `bgagents rm` the ones you are done with (`bgagents ls`), or widen [ports] range", per, r, n)
 }
 
 // firstBlock returns the index of the first candidate block for key among

@@ -155,7 +155,7 @@ func TestAllocateHashSpreads(t *testing.T) {
 func TestAllocateExhausted(t *testing.T) {
 	r := PortRange{Lo: 24000, Hi: 24029}
 	_, err := AllocatePorts(r, 10, "k", func(int, int) bool { return true })
-	want := "no free block of 10 ports in 24000-24029 (3 blocks leased or busy); widen [ports] range"
+	want := "no free block of 10 ports in 24000-24029 (3 blocks leased or busy): finished agents keep theirs until merged or removed, so merge or `bgagents rm` the ones you are done with (`bgagents ls`), or widen [ports] range"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v; want %q", err, want)
 	}
