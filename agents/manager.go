@@ -1503,12 +1503,14 @@ func (m *Manager) finalize(r *run) {
 			if derr == nil && !dirty {
 				_ = worktree.Remove(ctx, a.Repo, a.Worktree, false)
 				_ = worktree.DeleteBranch(ctx, a.Repo, a.Branch, false)
-				// What cannot be released now is recorded and retried
-				// (rm, the next daemon start).
-				released = m.releaseOrRecord(ctx, a) == nil
 				cleaned = true
 			}
 			rs.git.Unlock()
+			if cleaned {
+				// Outside the git lock. What cannot be released now is
+				// recorded and retried (rm, the next daemon start).
+				released = m.releaseOrRecord(ctx, a) == nil
+			}
 		}
 	}
 	_, err = m.transitionLocked(ctx, a.ID, state, reason, func(a *Agent) {

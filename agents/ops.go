@@ -374,7 +374,8 @@ func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool, into
 	}
 	rs := m.repo(a.Repo)
 	rs.git.Lock()
-	defer rs.git.Unlock()
+	gl := &gitUnlocker{rs: rs}
+	defer gl.unlock()
 	// Refuse before changing anything when the checkout that has the
 	// target out is dirty.
 	if wt, err := worktree.CheckedOutIn(ctx, a.Repo, target); err == nil && wt != "" {
@@ -415,7 +416,12 @@ func (m *Manager) Merge(ctx context.Context, ref, repo string, squash bool, into
 	m.log.Info("merged", zap.String("id", a.ID), zap.String("into", target), zap.String("commit", newBase))
 	reason := fmt.Sprintf("merged into %s as %s", target, short(newBase))
 	released := false
-	if err := m.removeWorktreeLocked(ctx, a, true); err != nil {
+	err = m.removeWorktreeLocked(ctx, a, true)
+	gl.unlock()
+	if err == nil {
+		err = m.releaseOrRecord(ctx, a)
+	}
+	if err != nil {
 		// The merge happened: it is recorded, and what could not be
 		// cleaned up is named (rm cleans up later).
 		m.log.Warn("clean up after merge", zap.String("id", a.ID), zap.Error(err))
@@ -465,7 +471,8 @@ func (m *Manager) Discard(ctx context.Context, ref, repo string, force bool) (*A
 	}
 	rs := m.repo(a.Repo)
 	rs.git.Lock()
-	defer rs.git.Unlock()
+	gl := &gitUnlocker{rs: rs}
+	defer gl.unlock()
 	if !force {
 		if _, err := os.Stat(a.Worktree); err == nil {
 			files, err := worktree.DirtyFiles(ctx, a.Worktree)
@@ -492,7 +499,12 @@ func (m *Manager) Discard(ctx context.Context, ref, repo string, force bool) (*A
 	}
 	reason := "discarded"
 	released := true
-	if err := m.removeWorktreeLocked(ctx, a, force); err != nil {
+	err = m.removeWorktreeLocked(ctx, a, force)
+	gl.unlock()
+	if err == nil {
+		err = m.releaseOrRecord(ctx, a)
+	}
+	if err != nil {
 		var pending *ReleasePendingError
 		if !errors.As(err, &pending) {
 			return nil, fmt.Errorf("discard %s: %w", a.Name, err)
@@ -524,11 +536,11 @@ func (m *Manager) retryPendingRelease(ctx context.Context, id string) (*Agent, e
 	return a, nil
 }
 
-// removeWorktreeLocked removes the agent's worktree and branch, then
-// releases its resources (ports, database copy); the repository's git lock
-// must be held. When only the release fails, the worktree and branch are
-// gone, what is left is recorded for a later retry, and the error is a
-// *ReleasePendingError.
+// removeWorktreeLocked removes the agent's worktree and branch; the
+// repository's git lock must be held. Its resources outside the worktree
+// (ports, database copy) are released by the caller with releaseOrRecord
+// once the lock is let go, so a slow database server never holds up the
+// repository's other git operations.
 func (m *Manager) removeWorktreeLocked(ctx context.Context, a *Agent, force bool) error {
 	if a.Worktree != "" {
 		if err := worktree.Remove(ctx, a.Repo, a.Worktree, force); err != nil {
@@ -540,15 +552,34 @@ func (m *Manager) removeWorktreeLocked(ctx context.Context, a *Agent, force bool
 			return err
 		}
 	}
-	return m.releaseOrRecord(ctx, a)
+	return nil
 }
 
-// releaseWorktree removes what provisioning made, after a failure.
+// gitUnlocker lets the repository's git lock go early, once: a deferred
+// call after an early one does nothing.
+type gitUnlocker struct {
+	rs   *repoState
+	done bool
+}
+
+func (u *gitUnlocker) unlock() {
+	if !u.done {
+		u.done = true
+		u.rs.git.Unlock()
+	}
+}
+
+// releaseWorktree removes what provisioning made, after a failure. When
+// only the release fails, the worktree and branch are gone, what is left
+// is recorded for a later retry, and the error is a *ReleasePendingError.
 func (m *Manager) releaseWorktree(ctx context.Context, a *Agent) error {
 	rs := m.repo(a.Repo)
 	rs.git.Lock()
-	defer rs.git.Unlock()
 	err := m.removeWorktreeLocked(ctx, a, true)
+	rs.git.Unlock()
+	if err == nil {
+		err = m.releaseOrRecord(ctx, a)
+	}
 	if err != nil {
 		m.log.Warn("release worktree", zap.String("id", a.ID), zap.Error(err))
 	}

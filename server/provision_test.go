@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -611,5 +612,53 @@ func TestWarmPoolFillFailureBacksOffAndIsReported(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(mark); strings.Count(string(data), "run") != 1 {
 		t.Errorf("the failing pool setup ran %d times, want once", strings.Count(string(data), "run"))
+	}
+}
+
+// Dropping a database copy on a hung server does not hold the repository's
+// git lock: while one agent's discard waits for the server, another agent
+// of the same repository merges.
+func TestHungDatabaseDoesNotBlockOtherMerges(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Exec(t, "postgres", `CREATE DATABASE app_dev`)
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[database]\nkind = \"postgres\"\nurl = %q\n", pg.URL("app_dev")))
+	c := d.client(t)
+	h1 := wait(t, c, spawn(t, c, repo.Dir, "write one.txt 1").ID)
+	h2 := wait(t, c, spawn(t, c, repo.Dir, "write two.txt 2").ID)
+	if h1.State != agents.StateSucceeded || h2.State != agents.StateSucceeded {
+		t.Fatalf("agents: %s %s", h1.State, h2.State)
+	}
+	thaw := pg.Freeze(t)
+	ctx := testenv.Context(t, 120*time.Second)
+	discarded := make(chan error, 1)
+	go func() {
+		discarded <- c.Call(ctx, server.MethodDiscard, server.DiscardParams{ID: h1.ID, Force: true}, nil)
+	}()
+	testenv.Eventually(t, 30*time.Second, "h1's worktree to be removed", func() bool {
+		_, err := os.Stat(h1.Worktree)
+		return os.IsNotExist(err)
+	})
+	merged := make(chan error, 1)
+	go func() {
+		merged <- c.Call(ctx, server.MethodMerge, server.MergeParams{ID: h2.ID}, nil)
+	}()
+	// The merge lands on main while h1's discard still waits for the
+	// database server (up to its 10 s connect timeout per attempt).
+	testenv.Eventually(t, 8*time.Second, "h2 merged into main while the database hangs", func() bool {
+		out, err := exec.Command("git", "-C", repo.Dir, "show", "main:two.txt").Output()
+		return err == nil && strings.TrimSpace(string(out)) == "2"
+	})
+	select {
+	case err := <-discarded:
+		t.Fatalf("h1's discard ended before the server answered (%v): the test did not exercise a hung drop", err)
+	default:
+	}
+	thaw()
+	if err := <-discarded; err != nil {
+		t.Errorf("discard: %v", err)
+	}
+	if err := <-merged; err != nil {
+		t.Errorf("merge: %v", err)
 	}
 }

@@ -357,3 +357,30 @@ func (s *Server) Resume(t testing.TB) {
 		t.Fatalf("pgtest: %v\n%s", err, s.logTail())
 	}
 }
+
+// Freeze stops the server's postmaster with SIGSTOP, as a hung database
+// server: new connections are accepted by the kernel and then never
+// answered. The returned function (also run at cleanup) lets it go on.
+func (s *Server) Freeze(t testing.TB) (thaw func()) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.DataDir, "postmaster.pid"))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(data), "\n", 2)[0]))
+	if err != nil {
+		t.Fatalf("pgtest: postmaster.pid: %v", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("pgtest: stop the postmaster: %v", err)
+	}
+	done := false
+	thaw = func() {
+		if !done {
+			done = true
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(thaw)
+	return thaw
+}
