@@ -534,11 +534,20 @@ func (m *Manager) makePoolEntry(ctx context.Context, repo string, cfg *config.Co
 	}
 	rs := m.repo(repo)
 	if err := worktree.CreateLocking(ctx, repo, e.Path, e.Branch, commit, &rs.git); err != nil {
-		// Create removed what it made.
-		_ = os.Remove(making)
+		// Create removed what it made. A daemon that is stopping keeps
+		// the making record: the next daemon finds the repository's pool
+		// through it, sweeps it and fills the pool again.
+		if m.ctx.Err() == nil {
+			_ = os.Remove(making)
+		}
 		return nil, err
 	}
 	fail := func(err error) (*poolEntry, error) {
+		if m.ctx.Err() != nil {
+			// Stopping: what was half made is left for the next daemon,
+			// which removes it and refills the pool at start.
+			return nil, err
+		}
 		m.sweepPoolEntry(context.WithoutCancel(ctx), e)
 		return nil, err
 	}

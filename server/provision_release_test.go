@@ -590,3 +590,35 @@ func TestPostgresTemplateNamedByDbnameParameter(t *testing.T) {
 		}
 	}
 }
+
+// A daemon stopped gracefully in the middle of its pool's first fill
+// leaves what it half made to the next daemon, which removes it and fills
+// the pool again at start, without waiting for a spawn.
+func TestWarmPoolStopDuringFillRefillsAtStart(t *testing.T) {
+	home := t.TempDir()
+	tmp := t.TempDir()
+	pidfile, gate := filepath.Join(tmp, "setup.pid"), filepath.Join(tmp, "gate")
+	script := fmt.Sprintf(`if [ -n "$BGAGENTS_POOL" ]; then exec %s "pidfile %s; waitfile %s"; fi`, testenv.TestAgent(t), pidfile, gate)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[worktree]\npool = 1\nsetup = [[\"sh\", \"-c\", %q]]\n", script))
+	d1 := startProcess(t, home)
+	c1 := d1.client(t)
+	if first := wait(t, c1, spawn(t, c1, repo.Dir, "write one.txt 1").ID); first.State != agents.StateSucceeded {
+		t.Fatalf("first: %s %s", first.State, first.Error)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool's setup to start", func() bool { return pidIn(pidfile) > 0 })
+	if err := os.Remove(pidfile); err != nil {
+		t.Fatal(err)
+	}
+	d1.kill(syscall.SIGTERM)
+
+	startProcess(t, home)
+	t.Cleanup(func() { writeFile(t, gate) }) // before the daemon stops
+	testenv.Eventually(t, 60*time.Second, "the pool's setup to start again after the restart", func() bool { return pidIn(pidfile) > 0 })
+	writeFile(t, gate)
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool {
+		return len(poolReady(home)) == 1 && poolBranchCount(t, repo.Dir) == 1
+	})
+	if out := testenv.Git(t, repo.Dir, "worktree", "list", "--porcelain"); strings.Count(out, "/.pool/") != 1 {
+		t.Errorf("pool worktrees registered:\n%s", out)
+	}
+}
