@@ -54,6 +54,11 @@ func (m *Manager) makeWorktree(ctx context.Context, a *Agent, cfg *config.Config
 		m.update(a.ID, func(rec *Agent) { rec.Port, rec.PortCount = start, count })
 		a.Port, a.PortCount = start, count
 	}
+	if cfg.Database.Kind == "postgres" {
+		if err := m.copyPostgres(ctx, a, cfg, progress); err != nil {
+			return false, "database", err
+		}
+	}
 	if m.claimPooled(ctx, a, cfg) {
 		progress("took a ready worktree from the pool")
 		m.fillPool(a.Repo)
@@ -75,6 +80,41 @@ func (m *Manager) makeWorktree(ctx context.Context, a *Agent, cfg *config.Config
 		return false, "create worktree", err
 	}
 	return false, "", nil
+}
+
+// copyPostgres makes the agent's own copy of the Postgres template. It runs
+// before a pool worktree is claimed (it needs no worktree), so a copy that
+// fails (a busy template) uses up no pool entry.
+func (m *Manager) copyPostgres(ctx context.Context, a *Agent, cfg *config.Config, progress func(string)) error {
+	name, err := agentDatabaseName(cfg.Database.URL, a)
+	if err != nil {
+		return err
+	}
+	u, err := provision.AgentURL(cfg.Database.URL, name)
+	if err != nil {
+		return err
+	}
+	progress("copying database into " + name)
+	// Until CREATE DATABASE answers, the name is kept only beside the
+	// agent: the record names a database only once this agent made it.
+	creating := filepath.Join(m.agentDir(a.ID), databaseCreatingFile)
+	if err := writeFileAtomic(creating, []byte(u+"\n")); err != nil {
+		return fmt.Errorf("copy database: %w", err)
+	}
+	if _, err := provision.CopyPostgres(ctx, cfg.Database.URL, name); err != nil {
+		// Interrupted, the server may have made the copy all the same:
+		// the file stays, and releaseResources drops what it names.
+		// Any other failure made nothing (an existing database is
+		// somebody else's).
+		if ctx.Err() == nil || errors.Is(err, provision.ErrDatabaseExists) {
+			_ = os.Remove(creating)
+		}
+		return err
+	}
+	m.update(a.ID, func(rec *Agent) { rec.DatabaseURL = u })
+	a.DatabaseURL = u
+	_ = os.Remove(creating)
+	return nil
 }
 
 // setupFilesNote tells the user which files setup left that git does not
@@ -119,35 +159,6 @@ func (m *Manager) prepare(ctx context.Context, r *run, a *Agent, cfg *config.Con
 		}
 	}
 	switch cfg.Database.Kind {
-	case "postgres":
-		name, err := agentDatabaseName(cfg.Database.URL, a)
-		if err != nil {
-			return "database", err
-		}
-		u, err := provision.AgentURL(cfg.Database.URL, name)
-		if err != nil {
-			return "database", err
-		}
-		progress("copying database into " + name)
-		// Until CREATE DATABASE answers, the name is kept only beside the
-		// agent: the record names a database only once this agent made it.
-		creating := filepath.Join(r.dir, databaseCreatingFile)
-		if err := writeFileAtomic(creating, []byte(u+"\n")); err != nil {
-			return "database", fmt.Errorf("copy database: %w", err)
-		}
-		if _, err := provision.CopyPostgres(ctx, cfg.Database.URL, name); err != nil {
-			// Interrupted, the server may have made the copy all the same:
-			// the file stays, and releaseResources drops what it names.
-			// Any other failure made nothing (an existing database is
-			// somebody else's).
-			if ctx.Err() == nil || errors.Is(err, provision.ErrDatabaseExists) {
-				_ = os.Remove(creating)
-			}
-			return "database", err
-		}
-		m.update(a.ID, func(rec *Agent) { rec.DatabaseURL = u })
-		a.DatabaseURL = u
-		_ = os.Remove(creating)
 	case "sqlite":
 		src, dst := filepath.Join(a.Repo, cfg.Database.Path), filepath.Join(a.Worktree, cfg.Database.Path)
 		tracked, ignored, err := provision.GitStatus(ctx, a.Worktree, cfg.Database.Path)

@@ -662,3 +662,28 @@ func TestHungDatabaseDoesNotBlockOtherMerges(t *testing.T) {
 		t.Errorf("merge: %v", err)
 	}
 }
+
+// A database copy that fails (the template is busy) uses up no warm
+// worktree: the copy is made before the claim.
+func TestFailedDatabaseCopyKeepsThePoolEntry(t *testing.T) {
+	pg := pgtest.Start(t)
+	pg.Exec(t, "postgres", `CREATE DATABASE app_dev`)
+	d := startInProcess(t, time.Second)
+	repo := testenv.NewRepo(t, fmt.Sprintf("\n[database]\nkind = \"postgres\"\nurl = %q\n\n[worktree]\npool = 1\n", pg.URL("app_dev")))
+	c := d.client(t)
+	if a := wait(t, c, spawn(t, c, repo.Dir, "write one.txt 1").ID); a.State != agents.StateSucceeded {
+		t.Fatalf("first: %s %s", a.State, a.Error)
+	}
+	testenv.Eventually(t, 60*time.Second, "the pool to fill", func() bool { return len(poolReady(d.paths.State)) == 1 })
+	entry := poolReady(d.paths.State)[0]
+	busy := pg.Connect(t, "app_dev") // the developer is connected to the template
+	b := wait(t, c, spawn(t, c, repo.Dir, "write two.txt 2").ID)
+	if b.State != agents.StateFailed || !strings.Contains(b.Error, "database") {
+		t.Fatalf("busy template: %s %q", b.State, b.Error)
+	}
+	if got := poolReady(d.paths.State); len(got) != 1 || got[0] != entry {
+		t.Errorf("the pool entry %s was used up by a failed copy: ready %v", entry, got)
+	}
+	assertNothingLeft(t, d, repo.Dir, b)
+	busy.Close(context.Background())
+}
