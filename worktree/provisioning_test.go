@@ -213,6 +213,11 @@ func TestSetupFilesStayOutOfCommits(t *testing.T) {
 	if got, err := DirtyFiles(ctx, wt); err != nil || len(got) != 0 {
 		t.Errorf("DirtyFiles = %q, %v", got, err)
 	}
+	// A snapshot of the uncommitted work (what editors show as the
+	// running agent's diff) does not hold setup's files either.
+	if tree, dirty, err := Snapshot(ctx, wt); err != nil || dirty || tree != must(t, wt, "rev-parse", "HEAD^{tree}") {
+		t.Errorf("Snapshot = %s, dirty %v, %v with only setup's files left", tree, dirty, err)
+	}
 	// Nothing new: nothing to commit.
 	if ok, err := CommitAll(ctx, wt, "again"); err != nil || ok {
 		t.Errorf("second CommitAll = %v, %v", ok, err)

@@ -179,8 +179,9 @@ func withoutSetupFiles(path string, rec FileStates, files []string) []string {
 
 // unstageSetupFiles takes the recorded setup files still in their recorded
 // state out of the index again after a `git add -A`: the index keeps
-// HEAD's version (or no entry), so a commit leaves them out.
-func unstageSetupFiles(ctx context.Context, path string) error {
+// HEAD's version (or no entry), so a commit leaves them out. env may name
+// another index (GIT_INDEX_FILE).
+func unstageSetupFiles(ctx context.Context, path string, env ...string) error {
 	keep, err := SetupFiles(path)
 	if err != nil || len(keep) == 0 {
 		return err
@@ -190,7 +191,7 @@ func unstageSetupFiles(ctx context.Context, path string) error {
 		list.WriteString(p)
 		list.WriteByte(0)
 	}
-	_, _, err = run(ctx, path, runOpts{stdin: &list},
+	_, _, err = run(ctx, path, runOpts{stdin: &list, env: env},
 		"--literal-pathspecs", "reset", "--quiet", "--pathspec-from-file=-", "--pathspec-file-nul")
 	if err != nil {
 		return fmt.Errorf("leave out files setup made: %w", err)

@@ -178,6 +178,10 @@ func Snapshot(ctx context.Context, path string) (tree string, dirty bool, err er
 	if _, _, err := run(ctx, path, env, "add", "-A", "--", "."); err != nil {
 		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
 	}
+	// What setup left, unchanged since, is not the agent's work.
+	if err := unstageSetupFiles(ctx, path, env.env...); err != nil {
+		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
+	}
 	out, _, err := run(ctx, path, env, "write-tree")
 	if err != nil {
 		return "", false, fmt.Errorf("snapshot %s: %w", path, err)
