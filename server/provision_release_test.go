@@ -286,6 +286,12 @@ func TestProvisionSurvivesDaemonStopAndCrash(t *testing.T) {
 	c2 := d2.client(t)
 	testenv.Eventually(t, 60*time.Second, "the setup to start again", func() bool { return pidIn(pidfile) > 0 })
 	setup2 := pidIn(pidfile)
+	// The daemon records the setup's process group right after starting
+	// it; the crash comes once it has (before, nothing could find it).
+	testenv.Eventually(t, 30*time.Second, "the daemon to record the setup's process group", func() bool {
+		_, err := os.Stat(filepath.Join(home, "agents", a.ID, "setup.pid"))
+		return err == nil
+	})
 	if got := get(t, c2, a.ID); got.State != agents.StateProvisioning {
 		t.Fatalf("after a daemon stop during setup: %s %q", got.State, got.Error)
 	}
@@ -470,9 +476,11 @@ func TestWarmPoolCrashDuringFillIsSweptAtStart(t *testing.T) {
 	}
 	id := strings.TrimSuffix(filepath.Base(making[0]), ".making")
 	poolDir := filepath.Join(filepath.Dir(first.Worktree), ".pool", id)
-	if _, err := os.Stat(filepath.Join(home, "pool", id+".setup.pid")); err != nil {
-		t.Errorf("no setup.pid for the pool's setup: %v", err)
-	}
+	// The daemon records the setup's process group right after starting it.
+	testenv.Eventually(t, 30*time.Second, "a setup.pid for the pool's setup", func() bool {
+		_, err := os.Stat(filepath.Join(home, "pool", id+".setup.pid"))
+		return err == nil
+	})
 	if err := os.Remove(pidfile); err != nil {
 		t.Fatal(err)
 	}
