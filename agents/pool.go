@@ -415,21 +415,7 @@ func removeTree(p string) error {
 // killPoolSetup stops the setup command of pool entry id that a daemon
 // left running (see poolSetupSuffix).
 func (m *Manager) killPoolSetup(ctx context.Context, id string) {
-	path := m.poolFile(id, poolSetupSuffix)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	var pgid int
-	var start uint64
-	if _, err := fmt.Sscan(string(data), &pgid, &start); err == nil {
-		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if provision.KillSetupGroup(kctx, pgid, start) {
-			m.log.Info("stopped the setup command of a pool worktree", zap.String("pool", id), zap.Int("pgid", pgid))
-		}
-		cancel()
-	}
-	_ = os.Remove(path)
+	m.killRecordedSetup(ctx, m.poolFile(id, poolSetupSuffix), "stopped the setup command of a pool worktree", zap.String("pool", id))
 }
 
 // fillPool tops the pool of repo up to [worktree] pool entries, in the

@@ -364,7 +364,13 @@ func runSetup(ctx context.Context, cfg *config.Config, dir string, env []string,
 // killSetup stops a setup command a previous daemon left running for agent
 // id (see setupPIDFile).
 func (m *Manager) killSetup(ctx context.Context, id string) {
-	path := filepath.Join(m.agentDir(id), setupPIDFile)
+	m.killRecordedSetup(ctx, filepath.Join(m.agentDir(id), setupPIDFile), "stopped a setup command the previous daemon left running", zap.String("id", id))
+}
+
+// killRecordedSetup stops the process group recorded in path ("PGID
+// STARTTIME", written when a setup command started), unless its pid now
+// belongs to another process, and removes the record.
+func (m *Manager) killRecordedSetup(ctx context.Context, path, msg string, fields ...zap.Field) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return
@@ -374,7 +380,7 @@ func (m *Manager) killSetup(ctx context.Context, id string) {
 	if _, err := fmt.Sscan(string(data), &pgid, &start); err == nil {
 		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if provision.KillSetupGroup(kctx, pgid, start) {
-			m.log.Info("stopped a setup command the previous daemon left running", zap.String("id", id), zap.Int("pgid", pgid))
+			m.log.Info(msg, append(fields, zap.Int("pgid", pgid))...)
 		}
 		cancel()
 	}

@@ -99,7 +99,6 @@ func call(ctx context.Context, method string, params, result any) error {
 // goes away meanwhile (a restart, an upgrade, a crash) it reconnects,
 // starting a daemon that re-adopts the agent, and keeps waiting.
 func waitAgent(ctx context.Context, c *server.Client, id string) (*agents.Agent, error) {
-	failures := 0
 	for {
 		var res server.AgentResult
 		err := c.Call(ctx, server.MethodWait, server.IDParams{ID: id}, &res)
@@ -109,17 +108,25 @@ func waitAgent(ctx context.Context, c *server.Client, id string) (*agents.Agent,
 		if !errors.Is(err, server.ErrDisconnected) {
 			return nil, err
 		}
-		c.Close()
-		nc, cerr := connect(ctx)
-		for cerr != nil {
-			if failures++; failures >= 3 || ctx.Err() != nil {
-				return nil, fmt.Errorf("lost the daemon while waiting for %s, and could not reconnect: %w", id, cerr)
-			}
-			nc, cerr = connect(ctx)
+		if err := reconnect(ctx, c, id); err != nil {
+			return nil, err
 		}
-		failures = 0
-		*c = *nc
 	}
+}
+
+// reconnect replaces c, whose daemon went away (a restart), with a new
+// connection, trying three times.
+func reconnect(ctx context.Context, c *server.Client, id string) error {
+	c.Close()
+	nc, err := connect(ctx)
+	for failures := 1; err != nil; failures++ {
+		if failures >= 3 || ctx.Err() != nil {
+			return fmt.Errorf("lost the daemon while waiting for %s, and could not reconnect: %w", id, err)
+		}
+		nc, err = connect(ctx)
+	}
+	*c = *nc
+	return nil
 }
 
 // waitProgress waits for the agent like waitAgent and meanwhile prints, to
@@ -128,7 +135,6 @@ func waitAgent(ctx context.Context, c *server.Client, id string) (*agents.Agent,
 func waitProgress(ctx context.Context, c *server.Client, a *agents.Agent, w io.Writer) (*agents.Agent, error) {
 	var from int64 = 1
 	last := a.State
-	failures := 0
 	if a.After != "" {
 		var dep server.AgentResult
 		if err := c.Call(ctx, server.MethodGet, server.IDParams{ID: a.After}, &dep); err == nil && dep.Agent.State == agents.StateNeedsInput {
@@ -189,16 +195,9 @@ func waitProgress(ctx context.Context, c *server.Client, a *agents.Agent, w io.W
 				}
 			}
 		}
-		c.Close()
-		nc, cerr := connect(ctx)
-		for cerr != nil {
-			if failures++; failures >= 3 || ctx.Err() != nil {
-				return nil, fmt.Errorf("lost the daemon while waiting for %s, and could not reconnect: %w", a.ID, cerr)
-			}
-			nc, cerr = connect(ctx)
+		if err := reconnect(ctx, c, a.ID); err != nil {
+			return nil, err
 		}
-		failures = 0
-		*c = *nc
 	}
 }
 
